@@ -1,0 +1,54 @@
+# Quick start: `make run` (set up, then run the embedded stack) and `make test`.
+# Set-up is incremental: it reinstalls only when requirements.lock, pyproject.toml
+# or display/package-lock.json changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-stamp
+NPM_STAMP := display/node_modules/.setup-stamp
+
+.PHONY: run test setup check-tools bench lint clean help
+
+help:
+	@echo "make run    set up, then run the whole stream on this machine (Ctrl-C stops it)"
+	@echo "make test   set up, then run the test suite"
+	@echo "make bench  set up, then run every benchmark in bench/"
+	@echo "make lint   ruff and mypy"
+	@echo "make clean  remove the virtual environment, node modules and data/"
+
+run: setup
+	$(PY) -m stack
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/run_all.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy common input processing storage display stack
+
+setup: check-tools $(STAMP) $(NPM_STAMP)
+
+check-tools:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@command -v java >/dev/null 2>&1 || { echo "Java 17 or newer is needed for Spark (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "Java 17 or newer is needed for Spark (found " $$2 ")"; exit 1 } }'
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo "==> setting up $(VENV) (Python dependencies; pyspark is large, the first time takes a minute or two)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+$(NPM_STAMP): display/package.json display/package-lock.json
+	@echo "==> installing front-end libraries (npm ci in display/)"
+	cd display && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+clean:
+	rm -rf $(VENV) display/node_modules data

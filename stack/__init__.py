@@ -1,0 +1,1 @@
+"""Runs the whole embedded stack on one machine: `python -m stack` (what `make run` does)."""

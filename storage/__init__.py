@@ -1,0 +1,1 @@
+"""Result stores behind one contract: SQLite on disk, or Cassandra."""
