@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import KafkaError, TopicPartition  # noqa: E402
+from confluent_kafka import KafkaError, TopicPartition
 
-from common import kafka, settings  # noqa: E402
-from common.broker import EmbeddedBroker  # noqa: E402
-from common.topics import Topic  # noqa: E402
+from common import kafka, settings
+from common.broker import EmbeddedBroker
+from common.topics import Topic
 
 PARTITIONS = 3
 
@@ -71,7 +71,7 @@ def spark_count(spark, config, bootstrap: str, topic: str, checkpoint: str) -> t
 
 
 def plain_consumer(bootstrap: str, topic: str, count: int) -> tuple[int, float]:
-    consumer = kafka.consumer(bootstrap, **{"enable.partition.eof": True})
+    consumer = kafka.consumer(bootstrap, {"enable.partition.eof": True})
     started = time.perf_counter()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     seen, ended = 0, 0

@@ -49,7 +49,7 @@ class KafkaUnavailable(RuntimeError):
 
 def producer(bootstrap: str, **config: Any) -> Producer:
     """A producer tuned for small JSON records: short linger, lz4 batches, acks from all replicas."""
-    base = {
+    base: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "linger.ms": 5,
         "batch.size": 1_000_000,
@@ -63,9 +63,13 @@ def producer(bootstrap: str, **config: Any) -> Producer:
     return Producer(base)
 
 
-def consumer(bootstrap: str, group_id: str | None = None, **config: Any) -> Consumer:
-    """A consumer; without ``group_id`` it is meant for ``assign()`` and never commits."""
-    base = {
+def consumer(bootstrap: str, config: Mapping[str, Any] | None = None,
+             group_id: str | None = None) -> Consumer:
+    """A consumer; without ``group_id`` it is meant for ``assign()`` and never commits.
+
+    ``config`` holds librdkafka properties that override the kit's defaults.
+    """
+    base: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group_id or f"streamkit-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": group_id is not None,
@@ -75,22 +79,23 @@ def consumer(bootstrap: str, group_id: str | None = None, **config: Any) -> Cons
         "enable.partition.eof": False,
         "logger": client_log,
     }
-    base.update(config)
+    base.update(config or {})
     return Consumer(base)
 
 
-def offset_probe(bootstrap: str, **config: Any) -> Consumer:
+def offset_probe(bootstrap: str, config: Mapping[str, Any] | None = None) -> Consumer:
     """A consumer for :func:`end_offsets` only.
 
     Its fetches wait at most 5 ms at the log end: a broker answers requests on a
     connection in order, so a long-polling fetch would hold up the next
     ListOffsets for ``fetch.wait.max.ms`` (500 ms by default; measured).
     """
-    return consumer(bootstrap, **{"fetch.wait.max.ms": 5, **config})
+    return consumer(bootstrap, {"fetch.wait.max.ms": 5, **(config or {})})
 
 
 def admin(bootstrap: str, **config: Any) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "logger": client_log, **config})
+    base: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_log, **config}
+    return AdminClient(base)
 
 
 def wait_until_ready(bootstrap: str, timeout_s: float) -> None:
@@ -153,7 +158,7 @@ def partitions_of(client: Consumer | AdminClient, topics: Iterable[str], timeout
                   ) -> dict[str, list[int]]:
     """The partition ids of each topic; a missing topic maps to an empty list."""
     meta = client.list_topics(timeout=timeout_s).topics
-    result = {}
+    result: dict[str, list[int]] = {}
     for topic in topics:
         info = meta.get(topic)
         if info is None or info.error is not None:
@@ -200,14 +205,14 @@ def end_offsets(
                     if error.code() == KafkaError._PARTITION_EOF:
                         continue
                     raise KafkaException(error)
-                key = (msg.topic(), msg.partition())
+                key = (str(msg.topic()), int(msg.partition() or 0))
                 if key not in pending:
                     continue
                 low, high = result[key]
                 _, fetched_high = probe.get_watermark_offsets(
                     TopicPartition(*key), cached=True
                 )
-                result[key] = (low, max(high, msg.offset() + 1, fetched_high))
+                result[key] = (low, max(high, int(msg.offset() or 0) + 1, fetched_high))
                 pending.discard(key)
     finally:
         probe.unassign()

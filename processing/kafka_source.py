@@ -368,7 +368,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self._probe is None:
             from common.kafka import offset_probe
 
-            self._probe = offset_probe(self.options.bootstrap_servers, **self.options.client_config)
+            self._probe = offset_probe(self.options.bootstrap_servers, self.options.client_config)
         return self._probe
 
     def _positions(self) -> dict[tuple[str, int], tuple[int, int]]:
@@ -514,12 +514,12 @@ def read_ranges(task: KafkaReadTask, batch_rows: int = 100_000) -> Iterator[Any]
     from common.kafka import consumer
 
     schema = _arrow_schema()
-    client = consumer(
-        task.bootstrap_servers,
+    client = consumer(task.bootstrap_servers, {
         **dict(task.client_config),
-        **{"fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760,
-           "enable.partition.eof": True},
-    )
+        "fetch.max.bytes": 52_428_800,
+        "max.partition.fetch.bytes": 10_485_760,
+        "enable.partition.eof": True,
+    })
     timeout_s = task.poll_timeout_ms / 1000
     try:
         for r in task.ranges:
@@ -546,13 +546,14 @@ def read_ranges(task: KafkaReadTask, batch_rows: int = 100_000) -> Iterator[Any]
                             continue
                         if error.code() != KafkaError._PARTITION_EOF:
                             raise KafkaException(error)
-                        if not records and m.offset() < r.end and m.offset() >= expected:
+                        end_of_log = int(m.offset() or 0)
+                        if not records and expected <= end_of_log < r.end:
                             # The log ends before the planned range does.
                             _lost(task, r, expected, r.end)
                             expected = r.end
                 if not records:
                     continue
-                offsets = [m.offset() for m in records]
+                offsets: list[int] = [m.offset() for m in records]  # type: ignore[misc]
                 if offsets[-1] >= r.end:
                     records = [m for m, o in zip(records, offsets, strict=True) if o < r.end]
                     offsets = [o for o in offsets if o < r.end]

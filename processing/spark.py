@@ -35,11 +35,17 @@ def session(settings: Settings, app_name: str) -> SparkSession:
     # Python workers must run the interpreter the kit is installed in.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Not under spark-submit (whose --master and --driver-memory must win): set them here.
+        builder = (
+            builder.master(settings.spark_master)
+            .config("spark.driver.memory", settings.spark_driver_memory)
+            .config("spark.driver.extraJavaOptions",
+                    f"-XX:+UseSerialGC -Xss4m -Dderby.system.home={settings.data_dir / 'derby'}")
+        )
     builder = (
-        SparkSession.builder.appName(app_name)
-        .master(os.environ.get("SPARK_MASTER_OVERRIDE", settings.spark_master))
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        builder.config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.default.parallelism", str(settings.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
@@ -50,8 +56,6 @@ def session(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "true")
         .config("spark.python.worker.reuse", "true")
         .config("spark.sql.warehouse.dir", str(settings.data_dir / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions",
-                f"-XX:+UseSerialGC -Xss4m -Dderby.system.home={settings.data_dir / 'derby'}")
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if settings.log_level != "debug" else "INFO")
@@ -68,10 +72,16 @@ def jvm_kafka_available(spark: SparkSession) -> bool:
         return False
 
 
+_registered: set[int] = set()
+
+
 def _register_python_source(spark: SparkSession) -> None:
+    """Register the kit's Kafka data source once per Spark session."""
     from processing.kafka_source import KafkaDataSource
 
-    spark.dataSource.register(KafkaDataSource)
+    if id(spark) not in _registered:
+        spark.dataSource.register(KafkaDataSource)
+        _registered.add(id(spark))
 
 
 def kafka_format(spark: SparkSession, settings: Settings) -> str:
@@ -87,12 +97,19 @@ def kafka_format(spark: SparkSession, settings: Settings) -> str:
             "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version> to "
             "spark-submit, or set KAFKA_SOURCE=auto"
         )
+    first = id(spark) not in _registered and id(spark) not in _announced
+    _announced.add(id(spark))
     if choice == "jvm":
-        log.info("reading Kafka with Spark's JVM connector (format kafka)")
+        if first:
+            log.info("reading Kafka with Spark's JVM connector (format kafka)")
         return "kafka"
     _register_python_source(spark)
-    log.info("reading Kafka with the kit's Python data source (format %s)", FORMAT_NAME)
+    if first:
+        log.info("reading Kafka with the kit's Python data source (format %s)", FORMAT_NAME)
     return FORMAT_NAME
+
+
+_announced: set[int] = set()
 
 
 def read_kafka(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,81 @@ def spark(test_settings: settings.Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> str:
     return str(tmp_path / "checkpoint")
+
+
+class RunningStack:
+    """A `python -m stack` process on free ports, with its own data directory."""
+
+    def __init__(self, data_dir: Path, port: int, process: subprocess.Popen[bytes], out: Path) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = process
+        self.out = out
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+
+def _stack_processes(data_dir: Path) -> list[Any]:
+    """Processes (other than ours) whose environment points at this stack's data directory."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("DATA_DIR") == str(data_dir) and proc.pid != os.getpid():
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole embedded stack, as `make run` starts it, on free ports; stopped with Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from common.broker import free_port
+    from common.waiting import eventually
+
+    data_dir = tmp_path_factory.mktemp("stack").resolve()
+    port = free_port()
+    out = data_dir / "stack.out"
+    env = {**os.environ, "DATA_DIR": str(data_dir), "BROKER_PORT": "0",
+           "DISPLAY_PORT": str(port), "INGEST_PORT": str(free_port()), "LOG_LEVEL": "info"}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    with out.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "stack"], env=env, stdout=sink,
+                                   stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+    stack = RunningStack(data_dir, port, process, out)
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{stack.url}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def alive() -> None:
+        if process.poll() is not None:
+            raise AssertionError(f"the stack exited ({process.returncode}):\n{stack.output()}")
+
+    try:
+        eventually(up, 60, "the display server of the stack", interval_s=0.2, check=alive)
+        yield stack
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"the stack did not stop on Ctrl-C:\n{stack.output()}") from None
+        leftovers = _stack_processes(data_dir)
+        for proc in leftovers:
+            proc.kill()
+        assert code == 0, f"stack exited with {code}:\n{stack.output()}"
+        assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"

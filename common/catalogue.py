@@ -1,0 +1,137 @@
+"""The demo catalogue and the result streams: one definition, used by the jobs, the
+server, the index page, the API and the README (a test checks the README's table).
+
+A *stream* is a named series of result rows that a Spark job writes to a store
+and pushes to the ``results`` topic. A *demo* is a page (``/demoN``) showing
+either a raw topic straight from Kafka, or one or more streams from one store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common import topics
+
+__all__ = ["DEMOS", "STREAMS", "Demo", "Stream", "demo", "stream"]
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    job: str  # the processing module that writes it
+    description: str
+    windowed: bool = True
+
+
+STREAMS: dict[str, Stream] = {
+    s.name: s
+    for s in (
+        Stream("vmstat_tumbling", "vmstat_windows",
+               "host metrics per host: count, avg/min/max of each metric per tumbling window"),
+        Stream("vmstat_sliding", "vmstat_windows",
+               "host metrics per host over sliding windows (1 min, 10 s slide)"),
+        Stream("random_stats", "random_stats",
+               "random numbers per tumbling window: count, mean, stddev, min, max, histogram, gaps"),
+        Stream("nginx_edges", "nginx_traffic",
+               "NGINX requests per window and edge: counts by status class, error rate, p50/p95"),
+        Stream("cases_top_areas", "case_reports", "running case count per area", windowed=False),
+        Stream("cases_by_state", "case_reports", "running case count per state", windowed=False),
+        Stream("cases_by_age", "case_reports", "running case count per age group", windowed=False),
+        Stream("cases_latest", "case_reports", "the most recent case reports", windowed=False),
+        Stream("cases_city_sliding", "case_reports",
+               "cases per city over sliding windows (1 min, 10 s slide)"),
+        Stream("census_population", "census_stats",
+               "census: population, mean and stddev of age per year and sex", windowed=False),
+        Stream("census_age", "census_stats", "census: people per age group, year and sex",
+               windowed=False),
+        Stream("census_income", "census_stats", "census: household income shares per state",
+               windowed=False),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Demo:
+    number: int
+    title: str
+    shows: str
+    path: tuple[str, ...]
+    store: str | None = None  # "disk", "cassandra", or None for raw demos
+    streams: tuple[str, ...] = ()
+    raw_topic: str | None = None
+
+    @property
+    def route(self) -> str:
+        return f"/demo{self.number}"
+
+    @property
+    def namespace(self) -> str:
+        """The Socket.IO namespace of the demo (the same as its route)."""
+        return self.route
+
+    @property
+    def path_text(self) -> str:
+        return " -> ".join(self.path)
+
+    @property
+    def live(self) -> bool:
+        """Raw demos follow a topic; result demos follow streams."""
+        return self.raw_topic is not None or bool(self.streams)
+
+
+def _d(number: int, title: str, shows: str, path: str, store: str | None = None,
+       streams: tuple[str, ...] = (), raw_topic: topics.Topic | None = None) -> Demo:
+    for name in streams:
+        if name not in STREAMS:
+            raise ValueError(f"demo {number} names unknown stream {name}")
+    return Demo(number, title, shows, tuple(p.strip() for p in path.split("->")), store, streams,
+                raw_topic.name if raw_topic else None)
+
+
+_CENSUS = ("census_population", "census_age", "census_income")
+_CASES = ("cases_top_areas", "cases_by_state", "cases_by_age", "cases_latest")
+
+DEMOS: tuple[Demo, ...] = (
+    _d(1, "Host metrics, raw", "live host metrics, raw",
+       "vmstat -> Kafka -> Socket.IO -> D3", raw_topic=topics.VMSTAT),
+    _d(2, "Random numbers, raw", "live random numbers, raw",
+       "random -> Kafka -> Socket.IO -> D3", raw_topic=topics.RANDOM),
+    _d(3, "Census statistics (Cassandra)", "census statistics",
+       "census file -> Spark batch -> Cassandra -> D3", "cassandra", _CENSUS),
+    _d(4, "Census statistics", "census statistics",
+       "census file -> Spark batch -> disk -> D3", "disk", _CENSUS),
+    _d(5, "Random numbers, windowed", "random numbers, windowed stats + histogram",
+       "random -> Kafka -> Spark -> disk -> D3", "disk", ("random_stats",)),
+    _d(6, "Random numbers, windowed (Cassandra)", "the same as /demo5",
+       "random -> Kafka -> Spark -> Cassandra -> D3", "cassandra", ("random_stats",)),
+    _d(7, "Host metrics per window", "host metrics per window",
+       "vmstat -> Kafka -> Spark -> disk -> D3", "disk", ("vmstat_tumbling", "vmstat_sliding")),
+    _d(8, "Host metrics per window (Cassandra)", "the same as /demo7",
+       "vmstat -> Kafka -> Spark -> Cassandra -> D3", "cassandra",
+       ("vmstat_tumbling", "vmstat_sliding")),
+    _d(9, "NGINX traffic", "NGINX traffic graph + status and latency charts",
+       "NGINX log -> Kafka -> Spark -> disk -> Vizceral + D3", "disk", ("nginx_edges",)),
+    _d(10, "Case reports", "case reports: top 3 areas, pie by state, last 5 cases, age bars",
+       "Locust -> ingest -> Kafka -> Spark -> disk -> D3", "disk", _CASES),
+    _d(11, "Cases per city", "cases per city over sliding windows",
+       "cases -> Kafka -> Spark -> disk -> D3", "disk", ("cases_city_sliding",)),
+)
+
+
+def demo(number: int) -> Demo:
+    for d in DEMOS:
+        if d.number == number:
+            return d
+    raise KeyError(f"no demo {number}")
+
+
+def stream(name: str) -> Stream:
+    try:
+        return STREAMS[name]
+    except KeyError:
+        raise KeyError(f"unknown stream {name!r}; known: {', '.join(STREAMS)}") from None
+
+
+def stores_for(stream_name: str) -> tuple[str, ...]:
+    """The stores some demo reads ``stream_name`` from (what a job must write to)."""
+    return tuple(sorted({d.store for d in DEMOS if stream_name in d.streams and d.store}))

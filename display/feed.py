@@ -1,0 +1,146 @@
+"""The display server's Kafka feed: raw topics, results, health and dead letters -> Socket.IO.
+
+One consumer, started at the end of every topic it follows (a page shows what
+happens from now on; history comes from the store or the hub). Each message
+is routed by the catalogue: raw records to the raw demos of their topic,
+result rows to the demos that show their stream from their store.
+
+Latency: the loop blocks in ``poll()`` for the first message and then drains
+what is already there with ``consume(n, 0)``: ``consume(n, timeout)`` alone
+waits the whole timeout unless ``n`` messages arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from common import catalogue, kafka, topics
+from common.records import format_time, utc_now
+from display.hub import Hub
+
+__all__ = ["KafkaFeed", "route"]
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, dict[str, Any], str], None]  # (event, data, namespace)
+
+RAW_TOPICS = tuple(sorted({d.raw_topic for d in catalogue.DEMOS if d.raw_topic}))
+FOLLOWED = (*RAW_TOPICS, topics.RESULTS.name, topics.HEALTH.name, topics.DEAD_LETTERS.name)
+
+
+def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
+    """Send one poll's decoded messages (by topic) to the demos that show them."""
+    pushed_at = format_time(utc_now())
+    for topic, values in batch.items():
+        if topic == topics.HEALTH.name:
+            for value in values:
+                hub.on_health(value)
+        elif topic == topics.DEAD_LETTERS.name:
+            hub.on_dead_letter(len(values))
+        elif topic == topics.RESULTS.name:
+            for value in values:
+                stream, store = value.get("stream"), value.get("store")
+                rows = value.get("rows") or []
+                if not isinstance(stream, str) or not isinstance(rows, list):
+                    log.warning("results message without stream/rows: %.200r", value)
+                    continue
+                for demo in hub.on_results(stream, str(store), len(rows)):
+                    emit("update", {"stream": stream, "store": store, "rows": rows,
+                                    "batch_id": value.get("batch_id"),
+                                    "written_at": value.get("written_at"),
+                                    "pushed_at": pushed_at}, demo.namespace)
+        else:
+            for demo in hub.on_raw(topic, values):
+                emit("update", {"topic": topic, "records": values, "pushed_at": pushed_at},
+                     demo.namespace)
+
+
+class KafkaFeed:
+    """A thread that follows :data:`FOLLOWED` and routes each poll's messages."""
+
+    def __init__(self, bootstrap: str, hub: Hub, emit: Emit,
+                 follow: tuple[str, ...] = FOLLOWED) -> None:
+        self.bootstrap = bootstrap
+        self.hub = hub
+        self.emit = emit
+        self.follow = follow
+        self.malformed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _assign_at_end(self, consumer: Any, probe: Any) -> set[str]:
+        parts = kafka.partitions_of(probe, self.follow)
+        present = [(t, p) for t, ps in parts.items() for p in ps]
+        ends = kafka.end_offsets(probe, present)
+        consumer.assign([TopicPartition(t, p, ends[(t, p)][1]) for t, p in present])
+        return {t for t, ps in parts.items() if ps}
+
+    def _run(self) -> None:
+        consumer = kafka.consumer(self.bootstrap, {"fetch.wait.max.ms": 20})
+        probe = kafka.offset_probe(self.bootstrap)
+        try:
+            assigned: set[str] = set()
+            while not self._stop.is_set():
+                if assigned != set(self.follow):
+                    # (Re)assign when topics are still missing: an external broker may
+                    # create them after the server starts.
+                    try:
+                        assigned = self._assign_at_end(consumer, probe)
+                        self.hub.feed_error = None if assigned else "no topics yet"
+                    except Exception as e:  # noqa: BLE001 - keep serving pages; report it
+                        self.hub.feed_error = f"Kafka unavailable at {self.bootstrap}: {e}"
+                        log.warning("%s", self.hub.feed_error)
+                        self._stop.wait(2.0)
+                        continue
+                    self.ready.set()
+                    if assigned != set(self.follow):
+                        log.info("following %s; waiting for %s", sorted(assigned),
+                                 sorted(set(self.follow) - assigned))
+                first = consumer.poll(0.5)
+                if first is None:
+                    if assigned != set(self.follow):
+                        self._stop.wait(1.0)
+                    continue
+                messages = [first, *consumer.consume(10_000, 0)]
+                self._dispatch(messages)
+        finally:
+            consumer.close()
+            probe.close()
+
+    def _dispatch(self, messages: list[Any]) -> None:
+        batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("Kafka error: %s", error)
+                continue
+            try:
+                value = json.loads(msg.value())
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+            except (TypeError, ValueError):
+                self.malformed += 1
+                self.hub.on_malformed()
+                continue
+            value.setdefault("kafka_time", msg.timestamp()[1])
+            batch[msg.topic()].append(value)
+        if batch:
+            route(self.hub, batch, self.emit)

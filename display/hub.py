@@ -1,0 +1,160 @@
+"""The display server's live state: recent raw records, rates, last updates, job health.
+
+Plain Python, no Flask, no Kafka: the feed calls ``on_*`` methods, the Socket.IO
+handlers and pages read snapshots. Every method is thread-safe. Time is
+injected (``clock``), so tests control it.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import catalogue
+
+__all__ = ["Hub", "RateMeter"]
+
+
+class RateMeter:
+    """Events per second over a sliding window of ``span`` seconds."""
+
+    def __init__(self, span: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.span = span
+        self._clock = clock
+        self._events: collections.deque[tuple[float, int]] = collections.deque()
+        self.total = 0
+
+    def add(self, n: int = 1) -> None:
+        now = self._clock()
+        self._events.append((now, n))
+        self.total += n
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - self.span:
+            self._events.popleft()
+
+    def rate(self) -> float:
+        now = self._clock()
+        self._trim(now)
+        return sum(n for _, n in self._events) / self.span
+
+
+@dataclass
+class DemoState:
+    demo: catalogue.Demo
+    rate: RateMeter
+    last_update: float | None = None  # wall clock, seconds since the epoch
+    recent: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=300))
+
+
+class Hub:
+    """Recent data and health of every demo, fed by the Kafka feed."""
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.monotonic, history_size: int = 300) -> None:
+        self._lock = threading.Lock()
+        self._wall = wall_clock
+        self._demos = {
+            d.number: DemoState(d, RateMeter(clock=clock),
+                                recent=collections.deque(maxlen=history_size))
+            for d in catalogue.DEMOS
+        }
+        self._queries: dict[str, dict[str, Any]] = {}
+        self._sources: dict[str, dict[str, Any]] = {}
+        self.clients: collections.Counter[str] = collections.Counter()
+        self.dead_letters = RateMeter(span=60.0, clock=clock)
+        self.malformed = 0  # messages on followed topics that were not JSON objects
+        self.feed_error: str | None = None
+
+    # -- feed side
+
+    def on_raw(self, topic: str, values: list[dict[str, Any]]) -> list[catalogue.Demo]:
+        """Raw records of ``topic`` arrived; returns the demos that show them."""
+        shown = []
+        with self._lock:
+            for state in self._demos.values():
+                if state.demo.raw_topic == topic:
+                    state.recent.extend(values)
+                    state.rate.add(len(values))
+                    state.last_update = self._wall()
+                    shown.append(state.demo)
+        return shown
+
+    def on_results(self, stream: str, store: str, rows: int) -> list[catalogue.Demo]:
+        """A job pushed ``rows`` result rows of ``stream`` from ``store``; returns the demos."""
+        shown = []
+        with self._lock:
+            for state in self._demos.values():
+                if stream in state.demo.streams and state.demo.store == store:
+                    state.rate.add(rows)
+                    state.last_update = self._wall()
+                    shown.append(state.demo)
+        return shown
+
+    def on_health(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            if message.get("component") == "processing" and message.get("query"):
+                self._queries[str(message["query"])] = message
+            elif message.get("component") == "input" and message.get("source"):
+                self._sources[str(message["source"])] = message
+
+    def on_dead_letter(self, n: int = 1) -> None:
+        with self._lock:
+            self.dead_letters.add(n)
+
+    def on_malformed(self) -> None:
+        with self._lock:
+            self.malformed += 1
+
+    # -- reader side
+
+    def recent(self, number: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._demos[number].recent)
+
+    def client_joined(self, namespace: str) -> None:
+        with self._lock:
+            self.clients[namespace] += 1
+
+    def client_left(self, namespace: str) -> None:
+        with self._lock:
+            self.clients[namespace] = max(0, self.clients[namespace] - 1)
+
+    def status(self, available: Callable[[catalogue.Demo], str | None]) -> dict[str, Any]:
+        """A snapshot for the index page and /api/demos: per demo and per query."""
+        with self._lock:
+            demos = []
+            for number, state in sorted(self._demos.items()):
+                d = state.demo
+                reason = available(d)
+                demos.append({
+                    "number": number,
+                    "route": d.route,
+                    "title": d.title,
+                    "shows": d.shows,
+                    "path": d.path_text,
+                    "store": d.store,
+                    "available": reason is None,
+                    "unavailable_reason": reason,
+                    "live": reason is None and state.last_update is not None
+                    and self._wall() - state.last_update < 30,
+                    "last_update": state.last_update,
+                    "rate": round(state.rate.rate(), 2),
+                    "clients": self.clients[d.namespace],
+                })
+            return {
+                "time": self._wall(),
+                "demos": demos,
+                "queries": dict(self._queries),
+                "sources": dict(self._sources),
+                "dead_letters_per_min": round(self.dead_letters.rate() * 60, 1),
+                "dead_letters_total": self.dead_letters.total,
+                "malformed_seen": self.malformed,
+                "clients": sum(self.clients.values()),
+                "feed_error": self.feed_error,
+            }

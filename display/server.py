@@ -1,0 +1,220 @@
+"""The display server: Flask pages plus Socket.IO namespaces, one per demo.
+
+Socket.IO protocol (any Socket.IO 4 client can use it):
+
+* connect to the namespace of a demo, e.g. ``/demo7``;
+* the server first sends ``history``: ``{"demo": 7, "streams": {name: [row, ...]}}``
+  for result demos (rows from the store, newest first) or ``{"demo": 1,
+  "records": [...]}`` for raw demos (the most recent records, oldest first);
+* then ``update`` events as results arrive: ``{"stream", "store", "rows",
+  "batch_id", "written_at", "pushed_at"}``, or ``{"topic", "records", "pushed_at"}``;
+* a demo whose store is not configured sends ``unavailable``: ``{"reason": ...}``.
+* The ``/status`` namespace sends ``status`` every second: the index's live table.
+
+A row is ``{"stream", "key", "window_start", "window_end", "values", "updated_at"}``
+with ISO 8601 UTC times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, abort, jsonify, render_template, send_from_directory
+from flask_socketio import SocketIO
+
+from common import catalogue
+from common.settings import Settings
+from display.hub import Hub
+
+__all__ = ["VENDOR_FILES", "Display", "create_app"]
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+
+#: Front-end files served from display/node_modules (installed by `make setup`, no build step).
+VENDOR_FILES = {
+    "d3.min.js": "d3/dist/d3.min.js",
+    "socket.io.min.js": "socket.io-client/dist/socket.io.min.js",
+    "vizceral.min.js": "vizceral/dist/vizceral.min.js",
+}
+
+#: Content-Security-Policy: nothing inline, nothing foreign. Vizceral's layout worker is a blob: URL.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'none'"
+)
+
+HISTORY_WINDOWS = 120
+
+
+class Display:
+    """The app, its Socket.IO server, the hub and the stores, wired by :func:`create_app`."""
+
+    def __init__(self, settings: Settings, hub: Hub, stores: dict[str, Any] | None) -> None:
+        self.settings = settings
+        self.hub = hub
+        self._stores = stores if stores is not None else {}
+        self._opened_by_us = stores is None
+        self._lock = threading.Lock()
+        self.feed: Any = None
+
+    def store(self, kind: str) -> Any:
+        """The store of ``kind``, opened on first use; None if it cannot be used here."""
+        with self._lock:
+            if kind not in self._stores:
+                if not self._opened_by_us:
+                    return None
+                from storage import open_store
+
+                self._stores[kind] = open_store(kind, self.settings)
+            return self._stores[kind]
+
+    def unavailable(self, demo: catalogue.Demo) -> str | None:
+        """Why a demo cannot show data here, or None."""
+        if demo.store == "cassandra" and not self.settings.cassandra_configured():
+            return ("Cassandra is not configured. Run the full stack (`docker compose up`), "
+                    "or set CASSANDRA_HOSTS=host[,host] and restart `make run`.")
+        return None
+
+    def history(self, demo: catalogue.Demo) -> dict[str, Any]:
+        if demo.raw_topic:
+            return {"demo": demo.number, "records": self.hub.recent(demo.number)}
+        store = self.store(demo.store or "disk")
+        streams = {}
+        for name in demo.streams:
+            rows = store.latest(name, HISTORY_WINDOWS) if store is not None else []
+            streams[name] = [r.to_json() for r in rows]
+        return {"demo": demo.number, "streams": streams}
+
+    def close(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+        if self._opened_by_us:
+            for store in self._stores.values():
+                store.close()
+
+
+def create_app(settings: Settings, stores: dict[str, Any] | None = None,
+               hub: Hub | None = None, start_feed: bool = True) -> tuple[Flask, SocketIO, Display]:
+    """Build the app. ``stores`` (kind -> store) and ``hub`` may be given by tests.
+
+    With ``start_feed`` and a broker configured, a background thread follows Kafka.
+    """
+    app = Flask(__name__, static_folder=str(HERE / "static"), template_folder=str(HERE / "templates"))
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    origins = None  # same origin only
+    if settings.cors_origins:
+        port = settings.display_port
+        origins = [*settings.cors_origins, f"http://127.0.0.1:{port}", f"http://localhost:{port}",
+                   f"http://{settings.display_host}:{port}"]
+    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=origins,
+                        ping_interval=10, ping_timeout=10)
+    display = Display(settings, hub or Hub(), stores)
+    app.extensions["streamkit"] = display
+    _routes(app, display)
+    _sockets(socketio, display)
+    if start_feed and settings.kafka_bootstrap_servers:
+        from display.feed import KafkaFeed
+
+        display.feed = KafkaFeed(settings.kafka_bootstrap_servers, display.hub,
+                                 lambda event, data, ns: socketio.emit(event, data, namespace=ns))
+        display.feed.start()
+    if start_feed:
+        socketio.start_background_task(_status_loop, socketio, display)
+    return app, socketio, display
+
+
+def _routes(app: Flask, display: Display) -> None:
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", demos=catalogue.DEMOS,
+                               status=display.hub.status(display.unavailable))
+
+    @app.get("/demo<int:number>")
+    def demo_page(number: int) -> str:
+        try:
+            demo = catalogue.demo(number)
+        except KeyError:
+            abort(404)
+        return render_template([f"demo{number}.html", "demo_generic.html"], demo=demo,
+                               demos=catalogue.DEMOS, unavailable=display.unavailable(demo),
+                               settings=display.settings)
+
+    @app.get("/vendor/<name>")
+    def vendor(name: str) -> Response:
+        if name not in VENDOR_FILES:
+            abort(404)
+        relative = Path(VENDOR_FILES[name])
+        folder = HERE / "node_modules" / relative.parent
+        if not (folder / relative.name).is_file():
+            log.error("%s missing: run `make setup` (npm ci in display/)", folder / relative.name)
+            abort(503)
+        return send_from_directory(folder, relative.name, max_age=3600)
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return send_from_directory(HERE / "static", "favicon.svg", mimetype="image/svg+xml")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"ok": True, "feed_error": display.hub.feed_error})
+
+    @app.get("/api/status")
+    def api_status() -> Response:
+        return jsonify(display.hub.status(display.unavailable))
+
+
+def _sockets(socketio: SocketIO, display: Display) -> None:
+    from flask import request
+
+    for demo in catalogue.DEMOS:
+
+        def on_connect(auth: Any = None, demo: catalogue.Demo = demo) -> None:
+            display.hub.client_joined(demo.namespace)
+            reason = display.unavailable(demo)
+            if reason:
+                socketio.emit("unavailable", {"demo": demo.number, "reason": reason},
+                              namespace=demo.namespace, to=request.sid)  # type: ignore[attr-defined]
+                return
+            try:
+                payload = display.history(demo)
+            except Exception as e:
+                log.exception("history for %s failed", demo.route)
+                socketio.emit("unavailable", {"demo": demo.number, "reason": f"store error: {e}"},
+                              namespace=demo.namespace, to=request.sid)  # type: ignore[attr-defined]
+                return
+            socketio.emit("history", payload, namespace=demo.namespace,
+                          to=request.sid)  # type: ignore[attr-defined]
+
+        def on_disconnect(reason: Any = None, demo: catalogue.Demo = demo) -> None:
+            display.hub.client_left(demo.namespace)
+
+        socketio.on_event("connect", on_connect, namespace=demo.namespace)
+        socketio.on_event("disconnect", on_disconnect, namespace=demo.namespace)
+
+    def status_connect(auth: Any = None) -> None:
+        socketio.emit("status", display.hub.status(display.unavailable), namespace="/status",
+                      to=request.sid)  # type: ignore[attr-defined]
+
+    socketio.on_event("connect", status_connect, namespace="/status")
+
+
+def _status_loop(socketio: SocketIO, display: Display) -> None:
+    while True:
+        socketio.sleep(1.0)
+        try:
+            socketio.emit("status", display.hub.status(display.unavailable), namespace="/status")
+        except Exception:
+            log.exception("status push failed")

@@ -1,0 +1,63 @@
+/* The index: live state of every demo, Spark query and source, from the /status namespace. */
+(function () {
+  "use strict";
+  const fmtAge = (t) => {
+    if (!t) return "–";
+    const s = Math.max(0, Math.round(Date.now() / 1000 - t));
+    return s < 60 ? `${s} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+  };
+  const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; };
+
+  function renderDemos(status) {
+    for (const d of status.demos) {
+      const tr = document.querySelector(`#demos tr[data-demo="${d.number}"]`);
+      if (!tr) continue;
+      const badge = document.createElement("span");
+      if (!d.available) { badge.className = "badge off"; badge.textContent = "not configured"; badge.title = d.unavailable_reason; }
+      else if (d.live) { badge.className = "badge live"; badge.textContent = "live"; }
+      else { badge.className = "badge idle"; badge.textContent = "waiting"; }
+      tr.querySelector(".state").replaceChildren(badge);
+      tr.querySelector(".last").textContent = fmtAge(d.last_update);
+      tr.querySelector(".rate").textContent = d.rate;
+      tr.querySelector(".clients").textContent = d.clients;
+    }
+  }
+
+  function renderQueries(status) {
+    const body = document.querySelector("#queries tbody");
+    const queries = Object.values(status.queries).filter((q) => q.kind === "query_progress");
+    if (!queries.length) return;
+    queries.sort((a, b) => (a.query < b.query ? -1 : 1));
+    body.replaceChildren(...queries.map((q) => {
+      const tr = document.createElement("tr");
+      const malformed = Object.values(q.observed || {}).reduce((n, o) => n + (o.malformed || 0), 0);
+      tr.append(cell(q.query), cell(String(q.batch_id), "num"), cell(String(q.input_rate), "num"),
+        cell(String(q.processed_rate), "num"), cell(String(q.batch_ms ?? "–"), "num"),
+        cell(q.lag == null ? "–" : String(q.lag), "num" + (q.lag > 10000 ? " warn" : "")),
+        cell(String(q.late_rows), "num" + (q.late_rows ? " warn" : "")),
+        cell(String(malformed), "num" + (malformed ? " warn" : "")), cell(q.watermark || "–"));
+      return tr;
+    }));
+  }
+
+  function renderSources(status) {
+    const body = document.querySelector("#sources tbody");
+    const sources = Object.values(status.sources);
+    if (sources.length) {
+      sources.sort((a, b) => (a.source < b.source ? -1 : 1));
+      body.replaceChildren(...sources.map((s) => {
+        const tr = document.createElement("tr");
+        tr.append(cell(s.source), cell(String(s.sent), "num"), cell(String(s.rejected), "num" + (s.rejected ? " warn" : "")),
+          cell(String(s.rate ?? "–"), "num"), cell(s.time || "–"));
+        return tr;
+      }));
+    }
+    document.getElementById("dead-letters").textContent =
+      `dead letters: ${status.dead_letters_total} since the server started (${status.dead_letters_per_min}/min); ` +
+      `Socket.IO clients connected: ${status.clients}` + (status.feed_error ? ` — feed: ${status.feed_error}` : "");
+  }
+
+  Kit.connect("/status", {
+    status: (status) => { renderDemos(status); renderQueries(status); renderSources(status); },
+  });
+})();

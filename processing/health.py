@@ -1,0 +1,130 @@
+"""Query progress -> the ``health`` topic, where the display server and the stack read it.
+
+A ``StreamingQueryListener`` turns each progress report into one small JSON
+message: input rows and rates, batch duration, Kafka lag (latest offsets minus
+the batch's end offsets), rows dropped as late by the watermark, and the
+observed row and malformed counts of the job's ``parse_records``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+from common import topics
+from common.records import format_time, utc_now
+
+__all__ = ["HealthReporter", "lag_of", "summarise_progress"]
+
+log = logging.getLogger(__name__)
+
+
+def _offsets(raw: Any) -> dict[str, dict[str, int]]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def lag_of(source: dict[str, Any]) -> int | None:
+    """Records in Kafka not yet read by the query: latest offsets minus the batch's end offsets."""
+    latest = _offsets(source.get("latestOffset"))
+    end = _offsets(source.get("endOffset"))
+    if not latest:
+        return None
+    lag = 0
+    for topic, partitions in latest.items():
+        if not isinstance(partitions, dict):
+            continue
+        for partition, offset in partitions.items():
+            done = end.get(topic, {}).get(partition, 0) if isinstance(end.get(topic), dict) else 0
+            lag += max(0, int(offset) - int(done))
+    return lag
+
+
+def summarise_progress(progress: dict[str, Any], app: str) -> dict[str, Any]:
+    """One health message from a query's progress JSON (a pure function; see the tests)."""
+    sources = progress.get("sources") or []
+    lags = [lag for lag in (lag_of(s) for s in sources) if lag is not None]
+    observed = {}
+    for name, metrics in (progress.get("observedMetrics") or {}).items():
+        observed[name] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    operators = progress.get("stateOperators") or []
+    return {
+        "kind": "query_progress",
+        "component": "processing",
+        "app": app,
+        "query": progress.get("name"),
+        "batch_id": progress.get("batchId"),
+        "time": progress.get("timestamp"),
+        "input_rows": sum(int(s.get("numInputRows") or 0) for s in sources),
+        "input_rate": round(sum(float(s.get("inputRowsPerSecond") or 0) for s in sources), 2),
+        "processed_rate": round(sum(float(s.get("processedRowsPerSecond") or 0) for s in sources), 2),
+        "batch_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
+        "lag": sum(lags) if lags else None,
+        "late_rows": sum(int(o.get("numRowsDroppedByWatermark") or 0) for o in operators),
+        "state_rows": sum(int(o.get("numRowsTotal") or 0) for o in operators),
+        "watermark": (progress.get("eventTime") or {}).get("watermark"),
+        "observed": observed,
+    }
+
+
+class HealthReporter(StreamingQueryListener):
+    """Publishes progress, start and termination of every query of this application."""
+
+    def __init__(self, bootstrap: str | None, app: str) -> None:
+        self.app = app
+        self._publisher: Any = None
+        if bootstrap:
+            from common.kafka import JsonPublisher
+
+            self._publisher = JsonPublisher(bootstrap)
+        self.last: dict[str, dict[str, Any]] = {}
+        self._last_log = 0.0
+
+    def _send(self, message: dict[str, Any]) -> None:
+        message.setdefault("app", self.app)
+        message.setdefault("published_at", format_time(utc_now()))
+        if self._publisher is not None:
+            try:
+                self._publisher.publish(topics.HEALTH.name, message, key=self.app)
+            except Exception:
+                log.exception("publishing health failed")
+
+    def announce_ready(self, queries: list[str]) -> None:
+        self._send({"kind": "ready", "component": "processing", "queries": queries})
+        if self._publisher is not None:
+            self._publisher.flush()
+
+    def onQueryStarted(self, event: Any) -> None:
+        self._send({"kind": "query_started", "component": "processing", "query": event.name})
+
+    def onQueryProgress(self, event: Any) -> None:
+        summary = summarise_progress(json.loads(event.progress.json), self.app)
+        self.last[str(summary["query"])] = summary
+        self._send(summary)
+        now = time.monotonic()
+        if now - self._last_log > 30:
+            self._last_log = now
+            log.info("progress: %s", "; ".join(
+                f"{q}: {s['input_rate']}/s in, lag {s['lag']}, batch {s['batch_ms']} ms"
+                for q, s in sorted(self.last.items())))
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        self._send({"kind": "query_terminated", "component": "processing",
+                    "query": str(event.id), "error": event.exception})
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()

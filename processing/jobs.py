@@ -1,0 +1,195 @@
+"""Running jobs: the context a job's ``start()`` gets, and the ``__main__`` every job shares.
+
+A streaming job module exposes ``start(spark, ctx) -> list[StreamingQuery]``
+and ends with ``sys.exit(run_job(__doc__, start))``, so that
+
+* ``spark-submit processing/<job>.py`` runs that job alone (the compose stack), and
+* ``python -m processing`` runs every job in one Spark application (the embedded stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from common import catalogue, topics
+from common.settings import Settings, argument_parser, from_args
+from processing import pipeline
+
+__all__ = ["STREAMING_JOBS", "JobContext", "run_job", "run_jobs"]
+
+log = logging.getLogger(__name__)
+
+#: The streaming jobs ``python -m processing`` starts, by module name in ``processing``.
+STREAMING_JOBS: tuple[str, ...] = ("vmstat_windows",)
+
+StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
+
+
+@dataclass
+class JobContext:
+    """What a job needs to start its queries: settings, broker, stores, and how to read Kafka."""
+
+    spark: SparkSession
+    settings: Settings
+    bootstrap: str
+    sink: str | None = None  # overrides the catalogue's stores
+    starting_offsets: str = "earliest"
+    available_now: bool = False
+    _stores: dict[str, Any] = field(default_factory=dict)
+
+    def read(self, role: str) -> DataFrame:
+        """The Kafka records of the topic with this role in ``queue/topics.toml``."""
+        from processing.spark import read_kafka
+
+        topic = getattr(topics, role.upper())
+        return read_kafka(self.spark, self.settings, [topic.name], self.bootstrap,
+                          starting_offsets=self.starting_offsets,
+                          fail_on_data_loss=True)
+
+    def stores_for(self, stream: str) -> tuple[str, ...]:
+        """The stores a stream is written to: ``--sink``, else those the catalogue's demos read.
+
+        Cassandra is skipped, with a log line, when CASSANDRA_HOSTS is unset.
+        """
+        wanted = (self.sink,) if self.sink else catalogue.stores_for(stream)
+        chosen = []
+        for kind in wanted:
+            if kind == "cassandra" and not self.settings.cassandra_configured():
+                if self.sink == "cassandra":
+                    raise SystemExit("--sink cassandra needs CASSANDRA_HOSTS")
+                log.info("%s: not writing to Cassandra (CASSANDRA_HOSTS is unset)", stream)
+                continue
+            chosen.append(kind)
+        return tuple(chosen)
+
+    def open_store(self, kind: str) -> Any:
+        if kind not in self._stores:
+            from storage import open_store
+
+            self._stores[kind] = open_store(kind, self.settings)
+        return self._stores[kind]
+
+    def writer(self, stream: str, store: str, to_rows: pipeline.RowsFn,
+               retain: bool = True) -> pipeline.ResultWriter:
+        import datetime as dt
+
+        ttl = dt.timedelta(hours=self.settings.retention_hours) if retain else None
+        return pipeline.ResultWriter(stream, to_rows, lambda: self.open_store(store),
+                                     self.bootstrap, ttl=ttl)
+
+    def start(self, df: DataFrame, stream: str, store: str,
+              writer: Callable[[DataFrame, int], None], output_mode: str = "update"
+              ) -> StreamingQuery:
+        return pipeline.start_query(
+            df, f"{stream}@{store}", writer, self.settings, output_mode=output_mode,
+            available_now=self.available_now, checkpoint_name=f"{stream}-{store}",
+        )
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+
+
+def _parser(description: str) -> argparse.ArgumentParser:
+    parser = argument_parser(description, only=[
+        "kafka_bootstrap_servers", "kafka_source", "data_dir", "log_level", "spark_master",
+        "spark_driver_memory", "shuffle_partitions", "trigger_seconds", "watermark_seconds",
+        "window_seconds", "sliding_window_seconds", "slide_seconds", "max_offsets_per_trigger",
+        "sink", "retention_hours", "random_bins", "cassandra_hosts",
+    ])
+    parser.add_argument("--replay", action="store_true",
+                        help="backfill: read the topics from the start with availableNow, then exit")
+    parser.add_argument("--starting-offsets", default="earliest",
+                        help="where a new query (no checkpoint) starts: earliest (default) or latest")
+    return parser
+
+
+def run_jobs(description: str, starts: list[StartFn], app_name: str,
+             argv: list[str] | None = None) -> int:
+    """Parse options, build one session, start every job's queries, wait; Ctrl-C stops them."""
+    from common.logs import setup_logging
+    from processing.health import HealthReporter
+    from processing.spark import session
+
+    args = _parser(description).parse_args(argv)
+    settings = from_args(args)
+    setup_logging(settings.log_level)
+    if settings.kafka_bootstrap_servers is None:
+        log.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
+        return 2
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    log.info("starting Spark (%s) ...", settings.spark_master)
+    spark = session(settings, app_name)
+    ctx = JobContext(spark, settings, settings.kafka_bootstrap_servers, sink=settings.sink,
+                     starting_offsets="earliest" if args.replay else args.starting_offsets,
+                     available_now=args.replay)
+    reporter = HealthReporter(settings.kafka_bootstrap_servers, app_name)
+    spark.streams.addListener(reporter)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping queries", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    queries: list[StreamingQuery] = []
+    try:
+        for start in starts:
+            queries += start(spark, ctx)
+        reporter.announce_ready([q.name for q in queries])
+        log.info("%d queries running: %s", len(queries), ", ".join(q.name for q in queries))
+        while not stopping.is_set():
+            for q in queries:
+                if not q.isActive:
+                    error = q.exception()
+                    if error is not None:
+                        log.error("query %s failed: %s", q.name, error)
+                        return 1
+            if all(not q.isActive for q in queries):
+                log.info("all queries finished")
+                return 0
+            stopping.wait(0.5)
+        return 0
+    finally:
+        for q in queries:
+            if q.isActive:
+                q.stop()
+        ctx.close()
+        reporter.close()
+        spark.stop()
+
+
+def run_job(description: str, start: StartFn, argv: list[str] | None = None) -> int:
+    """``__main__`` of a single job (``spark-submit processing/<job>.py``)."""
+    name = start.__module__.rsplit(".", 1)[-1]
+    if name == "__main__":  # run as a script by spark-submit
+        name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return run_jobs(description, [start], app_name=name, argv=argv)
+
+
+def all_starts() -> list[StartFn]:
+    return [importlib.import_module(f"processing.{name}").start for name in STREAMING_JOBS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = ("Every streaming job of the kit in one Spark application (one JVM): "
+           f"{', '.join(STREAMING_JOBS)}. Runs until stopped.")
+    return run_jobs(doc, all_starts(), app_name="streamkit", argv=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""What every streaming job shares: parsing JSON records, writing results, starting queries.
+
+* :func:`parse_records` turns Kafka rows into typed columns of a record type
+  (schema derived from ``common.records``), plus ``_error`` saying why a row is
+  malformed (null when it is fine). It counts rows and malformed rows with
+  ``observe``, so the counts reach the query's progress reports.
+* :class:`ResultWriter` is the ``foreachBatch`` function: it upserts a batch's
+  changed rows into the store (idempotent: a replayed batch overwrites) and
+  then pushes them to the ``results`` topic for the display server. Any error
+  fails the batch, and Spark retries it from the checkpoint.
+* :func:`start_query` starts a query with the kit's trigger, checkpoint
+  location and name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from common import records, topics
+from common.settings import Settings
+from storage.base import ResultRow
+
+__all__ = ["ResultWriter", "parse_records", "spark_schema", "start_query"]
+
+log = logging.getLogger(__name__)
+
+_SPARK_TYPES: dict[Any, DataType] = {
+    str: StringType(),
+    int: LongType(),
+    float: DoubleType(),
+    bool: BooleanType(),
+    dt.datetime: TimestampType(),
+}
+
+
+def _spark_type(hint: Any) -> tuple[DataType, bool]:
+    import types
+    import typing
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        return _SPARK_TYPES[inner], True
+    return _SPARK_TYPES[hint], False
+
+
+def spark_schema(record_type: type[records.Record]) -> StructType:
+    """The Spark schema of a record type, derived from its dataclass fields."""
+    fields = []
+    for name, hint in records.fields_of(record_type).items():
+        spark_type, nullable = _spark_type(hint)
+        fields.append(StructField(name, spark_type, nullable or name not in record_type.required))
+    return StructType(fields)
+
+
+def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
+                  observe_as: str | None = None) -> DataFrame:
+    """Kafka rows -> one column per field of ``record_type``, plus ``_error`` and ``_offset``.
+
+    The JSON is read with every field as text, then each field is converted
+    with ``try_cast``; ``_error`` names the first problem: not a JSON object, a
+    required field missing, or a field of the wrong type. Rows with an error
+    are still returned (callers keep ``_error IS NULL`` and count the rest).
+    """
+    schema = spark_schema(record_type)
+    as_text = StructType([StructField(f.name, StringType(), True) for f in schema.fields]
+                         + [StructField("_corrupt", StringType(), True)])
+    text = F.col("value").cast("string")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+    parsed = kafka_rows.select(
+        F.from_json(text, as_text, options).alias("j"),
+        text.alias("_raw"),
+        F.col("timestamp").alias("_kafka_time"),
+        F.col("offset").alias("_offset"),
+    )
+    columns: list[Column] = []
+    checks: list[Column] = [
+        F.when(F.col("j").isNull() | F.col("j._corrupt").isNotNull()
+               | ~F.ltrim(F.col("_raw")).startswith("{"), F.lit("not a JSON object"))
+    ]
+    for f in schema.fields:
+        raw = F.col(f"j.{f.name}")
+        value = raw if isinstance(f.dataType, StringType) else raw.try_cast(f.dataType)
+        columns.append(value.alias(f.name))
+        if f.name in record_type.required:
+            checks.append(F.when(raw.isNull(), F.lit(f"field {f.name} is missing or null")))
+        if not isinstance(f.dataType, StringType):
+            checks.append(F.when(raw.isNotNull() & value.isNull(),
+                                 F.lit(f"field {f.name} is not a {f.dataType.simpleString()}")))
+    error = F.coalesce(*checks)
+    df = parsed.select(*columns, error.alias("_error"), "_kafka_time", "_offset")
+    if observe_as:
+        df = df.observe(
+            observe_as,
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.when(F.col("_error").isNotNull(), 1).otherwise(0)).alias("malformed"),
+        )
+    return df
+
+
+def valid(df: DataFrame) -> DataFrame:
+    return df.where(F.col("_error").isNull()).drop("_error")
+
+
+def window_columns(window: str = "window") -> list[Column]:
+    """Window bounds as microseconds since the epoch: no time zone can creep in on collect."""
+    return [
+        F.unix_micros(F.col(f"{window}.start")).alias("window_start_us"),
+        F.unix_micros(F.col(f"{window}.end")).alias("window_end_us"),
+    ]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def from_micros(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=int(micros))
+
+
+RowsFn = Callable[[list[dict[str, Any]]], list[ResultRow]]
+
+
+class ResultWriter:
+    """``foreachBatch`` function: upsert the batch's rows, then push them to ``results``.
+
+    Args:
+        stream: the result stream's name (``common.catalogue``).
+        to_rows: turns the collected batch (a list of dicts) into result rows.
+        store: opened lazily by ``open_store()`` in the driver, reused across batches.
+        publish: sends one results message; by default to the ``results`` topic.
+        ttl: retention of the rows written.
+    """
+
+    def __init__(self, stream: str, to_rows: RowsFn, open_store: Callable[[], Any],
+                 bootstrap: str | None, ttl: dt.timedelta | None = None,
+                 publish: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.stream = stream
+        self.to_rows = to_rows
+        self._open_store = open_store
+        self._store: Any = None
+        self._bootstrap = bootstrap
+        self._publisher: Any = None
+        self._publish = publish
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self.rows_written = 0
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._publish is not None:
+            self._publish(message)
+            return
+        if self._bootstrap is None:
+            return
+        if self._publisher is None:
+            from common.kafka import JsonPublisher
+
+            self._publisher = JsonPublisher(self._bootstrap)
+        self._publisher.publish(topics.RESULTS.name, message, key=self.stream)
+        self._publisher.flush()
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        with self._lock:
+            started = time.time()
+            collected = [row.asDict(recursive=True) for row in batch.collect()]
+            rows = self.to_rows(collected)
+            if not rows:
+                return
+            self.store.upsert(rows, ttl=self.ttl)
+            written = dt.datetime.now(dt.UTC)
+            self.rows_written += len(rows)
+            self._send({
+                "stream": self.stream,
+                "store": self.store.kind,
+                "batch_id": batch_id,
+                "written_at": records.format_time(written),
+                "batch_seconds": round(time.time() - started, 3),
+                "rows": [r.to_json() | {"updated_at": records.format_time(written)} for r in rows],
+            })
+
+
+def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], None],
+                settings: Settings, output_mode: str = "update", available_now: bool = False,
+                checkpoint_name: str | None = None) -> StreamingQuery:
+    """Start ``df`` with ``writer`` as ``foreachBatch``, named ``name``, checkpointed under DATA_DIR."""
+    checkpoint = settings.checkpoint_dir / (checkpoint_name or name)
+    writer_stream = (
+        df.writeStream.queryName(name)
+        .outputMode(output_mode)
+        .foreachBatch(writer)
+        .option("checkpointLocation", str(checkpoint))
+    )
+    if available_now:
+        writer_stream = writer_stream.trigger(availableNow=True)
+    else:
+        writer_stream = writer_stream.trigger(processingTime=f"{settings.trigger_seconds:g} seconds")
+    query = writer_stream.start()
+    log.info("query %s started (checkpoint %s)", name, checkpoint)
+    return query
+
+
+def seconds(value: float) -> str:
+    """A Spark interval string: ``seconds(10)`` -> ``"10 seconds"`` (``"10s"`` is refused)."""
+    return f"{value:g} seconds"
+
+
+def result_rows(stream: str, key_column: str, value_columns: Sequence[str]) -> RowsFn:
+    """A ``to_rows`` for windowed aggregates: key from ``key_column``, values from the rest."""
+
+    def convert(collected: list[dict[str, Any]]) -> list[ResultRow]:
+        return [
+            ResultRow(
+                stream=stream,
+                key=str(row[key_column]),
+                window_start=from_micros(row["window_start_us"]),
+                window_end=from_micros(row["window_end_us"]),
+                values={c: row[c] for c in value_columns},
+            )
+            for row in collected
+        ]
+
+    return convert

@@ -1,0 +1,230 @@
+"""The whole stream on one machine: ``python -m stack`` (what ``make run`` does).
+
+Starts, in order: the embedded Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS
+is set), the display server, the sources, and one Spark application running
+every streaming job. Prints the URL, shows progress while Spark starts, then
+a one-line health summary every few seconds. Ctrl-C stops everything it
+started, newest first; logs stay in DATA_DIR/logs/.
+
+Every setting can be given as a flag (``python -m stack --display-port 8080``)
+or an environment variable (``DISPLAY_PORT=8080 make run``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from common import settings as settings_module
+from common import topics
+from common.logs import setup_logging
+from common.settings import Settings
+from stack.supervisor import Child, Supervisor
+
+log = logging.getLogger("stack")
+
+
+class Progress:
+    """Prints on one updating line in a terminal, on separate lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self._last = ""
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K" + text)
+            sys.stdout.flush()
+        elif text != self._last:
+            print(text, flush=True)
+        self._last = text
+
+    def done(self, text: str) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+        print(text, flush=True)
+        self._last = ""
+
+
+class HealthWatcher:
+    """Follows the ``health`` topic from its end, keeping the latest message per query/source."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import TopicPartition
+
+        from common import kafka
+
+        self._consumer = kafka.consumer(bootstrap, {"fetch.wait.max.ms": 100})
+        probe = kafka.offset_probe(bootstrap)
+        parts = kafka.partitions_of(probe, [topics.HEALTH.name])[topics.HEALTH.name]
+        ends = kafka.end_offsets(probe, [(topics.HEALTH.name, p) for p in parts])
+        probe.close()
+        self._consumer.assign([TopicPartition(topics.HEALTH.name, p, ends[(topics.HEALTH.name, p)][1])
+                               for p in parts])
+        self.ready_queries: list[str] | None = None
+        self.queries: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="health")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.5)
+            if msg is None or msg.error() or msg.value() is None:
+                continue
+            try:
+                value = json.loads(msg.value() or b"")
+            except ValueError:
+                continue
+            kind = value.get("kind")
+            if kind == "ready":
+                self.ready_queries = list(value.get("queries") or [])
+            elif kind == "query_progress":
+                self.queries[str(value.get("query"))] = value
+            elif kind == "source_progress":
+                self.sources[str(value.get("source"))] = value
+
+    def summary(self) -> str:
+        rate_in = sum(float(s.get("rate") or 0) for s in self.sources.values())
+        lag = sum(int(q.get("lag") or 0) for q in self.queries.values())
+        late = sum(int(q.get("late_rows") or 0) for q in self.queries.values())
+        batch = max((int(q.get("batch_ms") or 0) for q in self.queries.values()), default=0)
+        rejected = sum(int(s.get("rejected") or 0) for s in self.sources.values())
+        return (f"sources {rate_in:,.0f} rec/s (rejected {rejected}) | {len(self.queries)} queries, "
+                f"lag {lag:,}, slowest batch {batch} ms, late rows {late}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._consumer.close()
+
+
+def child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATA_DIR": str(settings.data_dir.resolve()),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    # Flags given to `python -m stack` reach the children as environment variables.
+    for name, value in settings.redacted().items():
+        if name == "cassandra_password":
+            value = settings.cassandra_password
+        if value is None or name == "kafka_bootstrap_servers" or name == "data_dir":
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        env[settings_module.env_name(name)] = str(value)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = settings_module.argument_parser(__doc__ or "")
+    parser.add_argument("--no-spark", action="store_true", help="start everything but the Spark jobs")
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_module.from_args(args)
+    except settings_module.SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    progress = Progress()
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+
+    stopping = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    broker = None
+    supervisor = Supervisor()
+    watcher: HealthWatcher | None = None
+    try:
+        if settings.embedded_broker:
+            from common.broker import BrokerError, EmbeddedBroker
+
+            broker = EmbeddedBroker.from_settings(settings)
+            progress.show("starting the embedded Kafka broker (Tansu) ...")
+            try:
+                bootstrap = broker.start()
+            except BrokerError as e:
+                progress.done(f"error: {e}")
+                return 1
+            progress.done(f"Kafka: embedded Tansu broker at {bootstrap} (in memory; log "
+                          f"{broker.log_path})")
+            if settings.checkpoint_dir.exists():
+                # The embedded broker starts empty: offsets saved by an earlier run point past
+                # the end of every topic. Windows already stored stay in the store.
+                shutil.rmtree(settings.checkpoint_dir)
+                log.info("removed old Spark checkpoints (the embedded broker starts empty)")
+        else:
+            from common import kafka
+
+            bootstrap = str(settings.kafka_bootstrap_servers)
+            kafka.wait_until_ready(bootstrap, settings.broker_ready_timeout_s)
+            created = kafka.create_topics(bootstrap, topics.ALL)
+            progress.done(f"Kafka: {bootstrap} (created topics: {', '.join(created) or 'none'})")
+
+        watcher = HealthWatcher(bootstrap)
+        env = child_env(settings, bootstrap)
+        py = sys.executable
+        logs = settings.log_dir
+        supervisor.start(Child("display", [py, "-m", "display"], logs / "display.log", env))
+        supervisor.start(Child("input", [py, "-m", "input"], logs / "input.log", env))
+        if not args.no_spark:
+            supervisor.start(Child("processing", [py, "-m", "processing"], logs / "processing.log",
+                                   env))
+        url = f"http://{settings.display_host}:{settings.display_port}/"
+        progress.done(f"Display: {url}  (logs in {logs}/; Ctrl-C stops everything)")
+
+        started = time.monotonic()
+        announced = args.no_spark
+        last_summary = 0.0
+        while not stopping.is_set():
+            failed = supervisor.failed()
+            if failed is not None:
+                progress.done(f"error: {failed.name} exited with code {failed.exit_code}; the end "
+                              f"of {failed.log_path}:\n{failed.log_tail()}")
+                return 1
+            now = time.monotonic()
+            if not announced:
+                if watcher.queries:
+                    announced = True
+                    progress.done(f"Spark: {len(watcher.ready_queries or watcher.queries)} streaming "
+                                  f"queries running after {now - started:.0f} s")
+                else:
+                    stage = ("starting queries" if watcher.ready_queries is not None
+                             else "starting the JVM and the session")
+                    progress.show(f"Spark: {stage} ... {now - started:.0f} s")
+            elif now - last_summary >= 5:
+                last_summary = now
+                progress.show(watcher.summary())
+            stopping.wait(0.5)
+        progress.done("stopping ...")
+        return 0
+    finally:
+        supervisor.stop_all()
+        if watcher is not None:
+            watcher.close()
+        if broker is not None:
+            broker.stop()
+        if supervisor.children or broker is not None:
+            print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The storage contract every job's ``foreachBatch`` and the display server use.
+
+A result row is keyed by (stream, key, window start): writing the same key
+again overwrites it, so replaying a micro-batch never double counts. Stores
+know neither Spark nor the web: rows in, rows out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["ResultRow", "Store", "StoreError", "require_utc"]
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; a failed write must fail the micro-batch (Spark retries it)."""
+
+
+def require_utc(value: dt.datetime, what: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise StoreError(f"{what} is a naive datetime; the kit stores timezone-aware UTC only")
+    return value.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One result: a window of a stream for one key, with its values.
+
+    Non-windowed results (running totals, census rows) use a fixed
+    ``window_start`` chosen by the job (e.g. the census year, or the epoch).
+    ``updated_at`` is set by the store when written.
+    """
+
+    stream: str
+    key: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    values: Mapping[str, Any] = field(default_factory=dict)
+    updated_at: dt.datetime | None = None
+
+    def identity(self) -> tuple[str, str, dt.datetime]:
+        return (self.stream, self.key, self.window_start)
+
+    def to_json(self) -> dict[str, Any]:
+        from common.records import format_time
+
+        return {
+            "stream": self.stream,
+            "key": self.key,
+            "window_start": format_time(self.window_start),
+            "window_end": format_time(self.window_end),
+            "values": dict(self.values),
+            "updated_at": format_time(self.updated_at) if self.updated_at else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResultRow:
+        from common.records import parse_time
+
+        return cls(
+            stream=str(data["stream"]),
+            key=str(data["key"]),
+            window_start=parse_time(data["window_start"]),
+            window_end=parse_time(data["window_end"]),
+            values=dict(data.get("values") or {}),
+            updated_at=parse_time(data["updated_at"]) if data.get("updated_at") else None,
+        )
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Create schema, upsert idempotently, read history and ranges, enforce retention."""
+
+    #: "disk" or "cassandra": what the demo catalogue calls this store.
+    kind: str
+
+    def setup(self) -> None:
+        """Create the schema if missing. Safe to call every start."""
+
+    def upsert(self, rows: Sequence[ResultRow], ttl: dt.timedelta | None = None) -> None:
+        """Write rows; a row with an existing (stream, key, window_start) replaces it.
+
+        With ``ttl`` the rows vanish that long after this write (retention, as
+        Cassandra's ``USING TTL``); without, they stay.
+
+        Raises:
+            StoreError: nothing may be assumed written; the caller must retry or fail.
+        """
+
+    def latest(self, stream: str, limit: int, key: str | None = None) -> list[ResultRow]:
+        """The ``limit`` most recent windows of ``stream`` (newest first), all keys or one."""
+        ...
+
+    def range(self, stream: str, start: dt.datetime, end: dt.datetime, key: str | None = None,
+              limit: int | None = None) -> list[ResultRow]:
+        """Windows with ``start <= window_start < end``, newest first."""
+        ...
+
+    def purge_expired(self) -> int:
+        """Remove rows whose ttl has passed (reads never return them anyway); returns how many."""
+        ...
+
+    def close(self) -> None: ...

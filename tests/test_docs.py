@@ -1,0 +1,36 @@
+"""The README says what the code does: demo table, settings, quick start."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from common import catalogue
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_demo_table_matches_the_catalogue() -> None:
+    rows = re.findall(r"^\| (/demo\d+) \| (.+?) \| (.+?) \|$", README, re.M)
+    assert [r[0] for r in rows] == [d.route for d in catalogue.DEMOS]
+    for (route, shows, path), demo in zip(rows, catalogue.DEMOS, strict=True):
+        assert shows == demo.shows, route
+        assert path == demo.path_text, route
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_readme_test_command() -> None:
+    block = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make run", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_setting_named_in_the_readme_exists() -> None:
+    from common import settings
+
+    names = {settings.env_name(f) for f in settings._FIELDS}
+    for name in re.findall(r"`([A-Z][A-Z_]{3,})`", README):
+        if name.endswith("_S") or name in names:
+            continue
+        assert name in names or name in {"KAFKA_SOURCE"}, name
