@@ -17,34 +17,101 @@ __all__ = ["DEMOS", "STREAMS", "Demo", "Stream", "demo", "stream"]
 
 @dataclass(frozen=True)
 class Stream:
+    """A result stream: who writes it, what a row's key is, and what its ``values`` hold."""
+
     name: str
     job: str  # the processing module that writes it
     description: str
+    key: str  # what a row's key is
+    values: tuple[tuple[str, str], ...]  # (field, meaning) of a row's values
     windowed: bool = True
 
+    @property
+    def value_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.values)
+
+
+_VMSTAT_VALUES = (
+    ("count", "samples in the window"),
+    ("<metric>_avg, <metric>_min, <metric>_max",
+     "for each metric of common.records.VmstatSample.METRICS (cpu_user, ..., load_15m); "
+     "null when no sample had it"),
+)
+_CASE_COUNT = (("count", "cases so far"),)
 
 STREAMS: dict[str, Stream] = {
     s.name: s
     for s in (
         Stream("vmstat_tumbling", "vmstat_windows",
-               "host metrics per host: count, avg/min/max of each metric per tumbling window"),
+               "host metrics per host: count, avg/min/max of each metric per tumbling window",
+               "host", _VMSTAT_VALUES),
         Stream("vmstat_sliding", "vmstat_windows",
-               "host metrics per host over sliding windows (1 min, 10 s slide)"),
+               "host metrics per host over sliding windows (1 min, 10 s slide)",
+               "host", _VMSTAT_VALUES),
         Stream("random_stats", "random_stats",
-               "random numbers per tumbling window: count, mean, stddev, min, max, histogram, gaps"),
+               "random numbers per tumbling window: count, mean, stddev, min, max, histogram, gaps",
+               "producer id",
+               (("count", "numbers in the window"), ("mean", "mean"),
+                ("stddev", "sample standard deviation (null for one number)"),
+                ("min", "smallest"), ("max", "largest"),
+                ("histogram", "{edges: [e0..en], counts: [n+2 ints]}: counts[0] below e0, "
+                              "counts[i] in [e(i-1), e(i)), counts[-1] at or above en"),
+                ("first_seq", "smallest sequence number"), ("last_seq", "largest"),
+                ("gaps", "sequence numbers missing between first_seq and last_seq"),
+                ("duplicates", "numbers whose sequence number was seen twice"))),
         Stream("nginx_edges", "nginx_traffic",
-               "NGINX requests per window and edge: counts by status class, error rate, p50/p95"),
-        Stream("cases_top_areas", "case_reports", "running case count per area", windowed=False),
-        Stream("cases_by_state", "case_reports", "running case count per state", windowed=False),
-        Stream("cases_by_age", "case_reports", "running case count per age group", windowed=False),
-        Stream("cases_latest", "case_reports", "the most recent case reports", windowed=False),
-        Stream("cases_city_sliding", "case_reports",
-               "cases per city over sliding windows (1 min, 10 s slide)"),
-        Stream("census_population", "census_stats",
-               "census: population, mean and stddev of age per year and sex", windowed=False),
-        Stream("census_age", "census_stats", "census: people per age group, year and sex",
+               "NGINX requests per window and edge: counts by status class, error rate, p50/p95",
+               "host|source|target",
+               (("host", "the virtual host (the edge region); 'default' when none"),
+                ("source", "'INTERNET' or a service"),
+                ("target", "a service, or an upstream address, or 'local' (served by nginx)"),
+                ("requests", "requests in the window"),
+                ("status_2xx", "2xx answers"), ("status_3xx", "3xx answers"),
+                ("status_4xx", "4xx answers"), ("status_5xx", "5xx answers"),
+                ("error_rate", "status_5xx / requests"),
+                ("p50_request_time", "median request time, seconds (approximate)"),
+                ("p95_request_time", "95th percentile request time, seconds (approximate)"),
+                ("bytes", "response bytes sent"))),
+        Stream("cases_top_areas", "case_reports", "running case count per area (city)",
+               "location", (("location", "city"), ("state", "state"), *_CASE_COUNT),
                windowed=False),
-        Stream("census_income", "census_stats", "census: household income shares per state",
+        Stream("cases_by_state", "case_reports", "running case count per state",
+               "state", (("state", "state"), *_CASE_COUNT), windowed=False),
+        Stream("cases_by_age", "case_reports", "running case count per age group",
+               "age group label", (("age_group", "'0-9', '10-19', ..., '80+'"),
+                                   ("lower", "the group's lowest age"), *_CASE_COUNT),
+               windowed=False),
+        Stream("cases_latest", "case_reports",
+               "the most recent case reports (window_start = window_end = the report's event time)",
+               "case id", (("id", "case id"), ("name", "name"), ("location", "city"),
+                           ("state", "state"), ("age", "age"), ("infection", "infection type"),
+                           ("event_time", "ISO 8601 UTC")), windowed=False),
+        Stream("cases_city_sliding", "case_reports",
+               "cases per city over sliding windows (1 min, 10 s slide)",
+               "location", (("location", "city"), ("state", "state"),
+                            ("count", "cases in the window"))),
+        Stream("census_population", "census_stats",
+               "census: population, mean and stddev of age per year and sex "
+               "(window_start = 1 January of the year)",
+               "year|sex", (("year", "census year"), ("sex", "1 male, 2 female"),
+                            ("sex_label", "'male' or 'female'"),
+                            ("population", "people"), ("mean_age", "mean age, weighted by people "
+                                                       "(age groups at their midpoints)"),
+                            ("stddev_age", "standard deviation of age, weighted by people")),
+               windowed=False),
+        Stream("census_age", "census_stats",
+               "census: people per age group, year and sex (window_start = 1 January of the year)",
+               "year|sex|age", (("year", "census year"), ("sex", "1 male, 2 female"),
+                                ("age", "the group's lowest age (0, 5, ..., 90)"),
+                                ("people", "people"),
+                                ("share", "share of that year's and sex's population")),
+               windowed=False),
+        Stream("census_income", "census_stats",
+               "census: household income shares per state (ACS 2013; window_start = 2013-01-01)",
+               "state|group", (("state", "state name"), ("region", "region"),
+                               ("group", "income group, e.g. '<10000'"),
+                               ("share", "share of the state's households"),
+                               ("households", "households in the group (share x total)")),
                windowed=False),
     )
 }

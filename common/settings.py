@@ -225,6 +225,26 @@ class Settings:
     nginx_replay_speed: float = setting(
         "NGINX_REPLAY_SPEED", "10", _non_negative_float,
         "Replay speed factor for recorded logs (0: as fast as possible).")
+    nginx_from_start: bool = setting(
+        "NGINX_FROM_START", "false", _bool,
+        "Follow the log from its first line instead of its end (first run only; the saved "
+        "position wins after that).")
+    nginx_service_map: tuple[str, ...] = setting(
+        "NGINX_SERVICE_MAP", "/api/=api,/static/=static,/auth/=auth,/=web", _csv,
+        "How a request's service is named: prefix=service pairs tried in order against the "
+        "path, then the upstream address.")
+    census_dir: Path = setting(
+        "CENSUS_DIR", str(Path(__file__).resolve().parent.parent / "input" / "data" / "census"),
+        _path, "Folder holding population.json and income.json (the census batch input).")
+    census_replay_speed: float = setting(
+        "CENSUS_REPLAY_SPEED", "20", _non_negative_float,
+        "Census rows per second when replayed to the census topic (0: as fast as possible).")
+    cases_users: int = setting(
+        "CASES_USERS", "2", _int_range(0, 1000),
+        "Locust users posting case reports in `make run` (0: none).")
+    cases_rate: float = setting(
+        "CASES_RATE", "5", _positive_float,
+        "Case reports per second per Locust user in `make run`.")
 
     @property
     def embedded_broker(self) -> bool:

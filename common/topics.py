@@ -58,3 +58,40 @@ def by_name(name: str) -> Topic:
         if topic.name == name:
             return topic
     raise KeyError(f"unknown topic {name!r}; known: {', '.join(t.name for t in ALL)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m common.topics [--bootstrap HOST:PORT]``: create every topic that is missing.
+
+    Used by the compose stack's one-shot ``topics`` service; prints what it created.
+    """
+    import argparse
+    import logging
+
+    from common import kafka
+    from common import settings as settings_module
+    from common.logs import setup_logging
+
+    parser = settings_module.argument_parser(
+        main.__doc__ or "", only=["kafka_bootstrap_servers", "broker_ready_timeout_s", "log_level"])
+    parser.add_argument("--list", action="store_true", help="print the definitions and exit")
+    args: argparse.Namespace = parser.parse_args(argv)
+    settings = settings_module.from_args(args)
+    setup_logging(settings.log_level)
+    log = logging.getLogger("common.topics")
+    if args.list:
+        for t in ALL:
+            print(f"{t.name}\t{t.partitions}\t{t.description}")  # noqa: T201 - the command's output
+        return 0
+    if settings.kafka_bootstrap_servers is None:
+        parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
+    kafka.wait_until_ready(settings.kafka_bootstrap_servers, settings.broker_ready_timeout_s)
+    created = kafka.create_topics(settings.kafka_bootstrap_servers, ALL)
+    log.info("topics created: %s (the others existed)", ", ".join(created) or "none")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -10,6 +10,7 @@ and ends with ``sys.exit(run_job(__doc__, start))``, so that
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import logging
 import os
@@ -27,12 +28,16 @@ from common import catalogue, topics
 from common.settings import Settings, argument_parser, from_args
 from processing import pipeline
 
-__all__ = ["STREAMING_JOBS", "JobContext", "run_job", "run_jobs"]
+__all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "run_batch_job", "run_job", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
 #: The streaming jobs ``python -m processing`` starts, by module name in ``processing``.
-STREAMING_JOBS: tuple[str, ...] = ("vmstat_windows",)
+STREAMING_JOBS: tuple[str, ...] = ("vmstat_windows", "random_stats", "nginx_traffic", "case_reports")
+#: Batch jobs ``python -m processing`` runs once after the streaming queries started.
+BATCH_JOBS: tuple[str, ...] = ("census_stats",)
+
+BatchFn = Callable[[SparkSession, "JobContext"], int]
 
 StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
 
@@ -43,18 +48,22 @@ class JobContext:
 
     spark: SparkSession
     settings: Settings
-    bootstrap: str
+    bootstrap: str | None  # None: batch jobs without a broker push nothing
     sink: str | None = None  # overrides the catalogue's stores
     starting_offsets: str = "earliest"
     available_now: bool = False
+    #: Topic name per role, where it differs from queue/topics.toml (tests use unique topics).
+    topic_names: dict[str, str] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
 
     def read(self, role: str) -> DataFrame:
         """The Kafka records of the topic with this role in ``queue/topics.toml``."""
         from processing.spark import read_kafka
 
-        topic = getattr(topics, role.upper())
-        return read_kafka(self.spark, self.settings, [topic.name], self.bootstrap,
+        name = self.topic_names.get(role) or getattr(topics, role.upper()).name
+        if self.bootstrap is None:
+            raise RuntimeError("reading Kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        return read_kafka(self.spark, self.settings, [name], self.bootstrap,
                           starting_offsets=self.starting_offsets,
                           fail_on_data_loss=True)
 
@@ -83,8 +92,7 @@ class JobContext:
 
     def writer(self, stream: str, store: str, to_rows: pipeline.RowsFn,
                retain: bool = True) -> pipeline.ResultWriter:
-        import datetime as dt
-
+        """The foreachBatch writer of ``stream`` into ``store``; ``retain``: expire after RETENTION_HOURS."""
         ttl = dt.timedelta(hours=self.settings.retention_hours) if retain else None
         return pipeline.ResultWriter(stream, to_rows, lambda: self.open_store(store),
                                      self.bootstrap, ttl=ttl)
@@ -96,6 +104,23 @@ class JobContext:
             df, f"{stream}@{store}", writer, self.settings, output_mode=output_mode,
             available_now=self.available_now, checkpoint_name=f"{stream}-{store}",
         )
+
+    def run_started(self, stream: str, store: str) -> dt.datetime:
+        """When this query's checkpoint was first used: the start of its running totals.
+
+        Running totals (no window) are stored as one "window" that opens when the
+        query's state starts; a new checkpoint (e.g. after the embedded broker
+        started empty) opens a new one instead of mixing with old totals.
+        """
+        from common.records import format_time, parse_time
+
+        marker = self.settings.checkpoint_dir / f"{stream}-{store}.started"
+        if marker.exists():
+            return parse_time(marker.read_text().strip())
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(format_time(now) + "\n")
+        return now
 
     def close(self) -> None:
         for store in self._stores.values():
@@ -118,8 +143,9 @@ def _parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_jobs(description: str, starts: list[StartFn], app_name: str,
-             argv: list[str] | None = None) -> int:
-    """Parse options, build one session, start every job's queries, wait; Ctrl-C stops them."""
+             argv: list[str] | None = None, batches: list[BatchFn] | None = None) -> int:
+    """Parse options, build one session, start every job's queries, run the batch jobs once,
+    then wait; Ctrl-C stops the queries. With only batch jobs, returns when they are done."""
     from common.logs import setup_logging
     from processing.health import HealthReporter
     from processing.spark import session
@@ -127,7 +153,7 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     args = _parser(description).parse_args(argv)
     settings = from_args(args)
     setup_logging(settings.log_level)
-    if settings.kafka_bootstrap_servers is None:
+    if settings.kafka_bootstrap_servers is None and starts:
         log.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
         return 2
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -151,7 +177,16 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
         for start in starts:
             queries += start(spark, ctx)
         reporter.announce_ready([q.name for q in queries])
-        log.info("%d queries running: %s", len(queries), ", ".join(q.name for q in queries))
+        if queries:
+            log.info("%d queries running: %s", len(queries), ", ".join(q.name for q in queries))
+        for batch in batches or []:
+            code = batch(spark, ctx)
+            if code != 0:
+                log.error("batch job %s failed with %d", batch.__module__, code)
+                if not queries:
+                    return code
+        if not queries:
+            return 0
         while not stopping.is_set():
             for q in queries:
                 if not q.isActive:
@@ -173,22 +208,30 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
         spark.stop()
 
 
-def run_job(description: str, start: StartFn, argv: list[str] | None = None) -> int:
-    """``__main__`` of a single job (``spark-submit processing/<job>.py``)."""
-    name = start.__module__.rsplit(".", 1)[-1]
+def _app_name(fn: Callable[..., Any]) -> str:
+    name = fn.__module__.rsplit(".", 1)[-1]
     if name == "__main__":  # run as a script by spark-submit
         name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return run_jobs(description, [start], app_name=name, argv=argv)
+    return name
 
 
-def all_starts() -> list[StartFn]:
-    return [importlib.import_module(f"processing.{name}").start for name in STREAMING_JOBS]
+def run_job(description: str, start: StartFn, argv: list[str] | None = None) -> int:
+    """``__main__`` of a single streaming job (``spark-submit processing/<job>.py``)."""
+    return run_jobs(description, [start], app_name=_app_name(start), argv=argv)
+
+
+def run_batch_job(description: str, run: BatchFn, argv: list[str] | None = None) -> int:
+    """``__main__`` of a batch job: runs once and returns its exit code."""
+    return run_jobs(description, [], app_name=_app_name(run), argv=argv, batches=[run])
 
 
 def main(argv: list[str] | None = None) -> int:
-    doc = ("Every streaming job of the kit in one Spark application (one JVM): "
-           f"{', '.join(STREAMING_JOBS)}. Runs until stopped.")
-    return run_jobs(doc, all_starts(), app_name="streamkit", argv=argv)
+    doc = ("Every job of the kit in one Spark application (one JVM): the streaming jobs "
+           f"{', '.join(STREAMING_JOBS)} run until stopped; the batch jobs "
+           f"{', '.join(BATCH_JOBS)} run once after they started.")
+    starts = [importlib.import_module(f"processing.{name}").start for name in STREAMING_JOBS]
+    batches = [importlib.import_module(f"processing.{name}").run for name in BATCH_JOBS]
+    return run_jobs(doc, starts, app_name="streamkit", argv=argv, batches=batches)
 
 
 if __name__ == "__main__":

@@ -142,11 +142,13 @@ class ResultWriter:
     """``foreachBatch`` function: upsert the batch's rows, then push them to ``results``.
 
     Args:
-        stream: the result stream's name (``common.catalogue``).
+        stream: the result stream's name (``common.catalogue``); ``to_rows`` may also
+            return rows of other streams (one query can feed several streams).
         to_rows: turns the collected batch (a list of dicts) into result rows.
-        store: opened lazily by ``open_store()`` in the driver, reused across batches.
-        publish: sends one results message; by default to the ``results`` topic.
-        ttl: retention of the rows written.
+        open_store: opens the store on first use (in the driver), reused across batches.
+        bootstrap: the broker for the ``results`` topic (None: push nothing).
+        ttl: retention of the rows written (None: kept).
+        publish: replaces the push to Kafka (tests).
     """
 
     def __init__(self, stream: str, to_rows: RowsFn, open_store: Callable[[], Any],
@@ -179,27 +181,35 @@ class ResultWriter:
             from common.kafka import JsonPublisher
 
             self._publisher = JsonPublisher(self._bootstrap)
-        self._publisher.publish(topics.RESULTS.name, message, key=self.stream)
-        self._publisher.flush()
+        self._publisher.publish(topics.RESULTS.name, message, key=message["stream"])
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.time()
+        collected = [row.asDict(recursive=True) for row in batch.collect()]
+        self.write(self.to_rows(collected), batch_id, started)
+
+    def write(self, rows: Sequence[ResultRow], batch_id: int, started: float | None = None) -> None:
+        """Upsert ``rows`` in one store write, then push one message per stream."""
+        if not rows:
+            return
         with self._lock:
-            started = time.time()
-            collected = [row.asDict(recursive=True) for row in batch.collect()]
-            rows = self.to_rows(collected)
-            if not rows:
-                return
             self.store.upsert(rows, ttl=self.ttl)
-            written = dt.datetime.now(dt.UTC)
+            written = records.format_time(dt.datetime.now(dt.UTC))
             self.rows_written += len(rows)
-            self._send({
-                "stream": self.stream,
-                "store": self.store.kind,
-                "batch_id": batch_id,
-                "written_at": records.format_time(written),
-                "batch_seconds": round(time.time() - started, 3),
-                "rows": [r.to_json() | {"updated_at": records.format_time(written)} for r in rows],
-            })
+            by_stream: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                by_stream.setdefault(r.stream, []).append(r.to_json() | {"updated_at": written})
+            for stream, payload in by_stream.items():
+                self._send({
+                    "stream": stream,
+                    "store": self.store.kind,
+                    "batch_id": batch_id,
+                    "written_at": written,
+                    "batch_seconds": round(time.time() - (started or time.time()), 3),
+                    "rows": payload,
+                })
+            if self._publisher is not None:
+                self._publisher.flush()
 
 
 def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], None],
