@@ -175,6 +175,9 @@ class Settings:
     max_offsets_per_trigger: int = setting(
         "MAX_OFFSETS_PER_TRIGGER", "250000", _int_range(0, 1_000_000_000),
         "Most records a micro-batch reads (0: no limit).")
+    archive_trigger_seconds: float = setting(
+        "ARCHIVE_TRIGGER_SECONDS", "30", _positive_float,
+        "How often the raw archive writes Parquet files (longer: fewer, larger files).")
     sink: str | None = setting(
         "SINK", None, lambda raw: _choice("disk", "cassandra")(raw) if raw.strip() else None,
         "Store a job writes to: disk or cassandra; unset: the store the demo catalogue names.")
@@ -258,6 +261,10 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
 
     @property
     def sqlite_path(self) -> Path:

@@ -21,6 +21,7 @@ Run alone::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sys
 from collections import defaultdict
 from typing import Any
@@ -30,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.records import CaseReport, format_time
+from common.settings import Settings
 from processing import pipeline
 from processing.jobs import JobContext, run_job
 from storage.base import ResultRow
@@ -105,7 +107,7 @@ def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
 
     for store in ctx.stores_for(TOTALS[0]):
         started = ctx.run_started("cases_totals", store)
-        writer = ctx.writer("cases_totals", store, lambda rows, t=started: split_totals(rows, t),
+        writer = ctx.writer("cases_totals", store, functools.partial(split_totals, started=started),
                             retain=False)
         queries.append(ctx.start(totals(parsed("cases_totals")), "cases_totals", store, writer,
                                  output_mode="complete"))
@@ -115,13 +117,15 @@ def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
             F.unix_micros("event_time").alias("event_time_us"))
         queries.append(ctx.start(latest, LATEST, store, ctx.writer(LATEST, store, latest_rows),
                                  output_mode="append"))
-    for store in ctx.stores_for(CITY):
-        windows = city_windows(parsed(CITY), pipeline.seconds(s.sliding_window_seconds),
-                               pipeline.seconds(s.slide_seconds),
-                               pipeline.seconds(s.watermark_seconds))
-        to_rows = pipeline.result_rows(CITY, "location", ("location", "state", "count"))
-        queries.append(ctx.start(windows, CITY, store, ctx.writer(CITY, store, to_rows)))
-    return queries
+    return queries + ctx.start_windowed(windowed_streams(s))
+
+
+def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
+    window = pipeline.seconds(settings.sliding_window_seconds)
+    slide = pipeline.seconds(settings.slide_seconds)
+    return [pipeline.WindowedStream(
+        CITY, "cases", CaseReport, lambda df, watermark: city_windows(df, window, slide, watermark),
+        pipeline.result_rows(CITY, "location", ("location", "state", "count")))]
 
 
 if __name__ == "__main__":

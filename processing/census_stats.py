@@ -29,7 +29,6 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from processing import pipeline
 from processing.jobs import JobContext, run_batch_job
 from storage.base import ResultRow
 

@@ -33,7 +33,8 @@ __all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "run_batch_job", "run_j
 log = logging.getLogger(__name__)
 
 #: The streaming jobs ``python -m processing`` starts, by module name in ``processing``.
-STREAMING_JOBS: tuple[str, ...] = ("vmstat_windows", "random_stats", "nginx_traffic", "case_reports")
+STREAMING_JOBS: tuple[str, ...] = (
+    "vmstat_windows", "random_stats", "nginx_traffic", "case_reports", "archive")
 #: Batch jobs ``python -m processing`` runs once after the streaming queries started.
 BATCH_JOBS: tuple[str, ...] = ("census_stats",)
 
@@ -58,14 +59,20 @@ class JobContext:
 
     def read(self, role: str) -> DataFrame:
         """The Kafka records of the topic with this role in ``queue/topics.toml``."""
+        return self.read_topics([role])
+
+    def topic_name(self, role: str) -> str:
+        """The Kafka name of the topic with this role (queue/topics.toml, or a test's override)."""
+        return self.topic_names.get(role) or getattr(topics, role.upper()).name
+
+    def read_topics(self, roles: list[str]) -> DataFrame:
+        """One streaming DataFrame of the Kafka records of several topics."""
         from processing.spark import read_kafka
 
-        name = self.topic_names.get(role) or getattr(topics, role.upper()).name
         if self.bootstrap is None:
             raise RuntimeError("reading Kafka needs KAFKA_BOOTSTRAP_SERVERS")
-        return read_kafka(self.spark, self.settings, [name], self.bootstrap,
-                          starting_offsets=self.starting_offsets,
-                          fail_on_data_loss=True)
+        return read_kafka(self.spark, self.settings, [self.topic_name(r) for r in roles],
+                          self.bootstrap, starting_offsets=self.starting_offsets)
 
     def stores_for(self, stream: str) -> tuple[str, ...]:
         """The stores a stream is written to: ``--sink``, else those the catalogue's demos read.
@@ -104,6 +111,19 @@ class JobContext:
             df, f"{stream}@{store}", writer, self.settings, output_mode=output_mode,
             available_now=self.available_now, checkpoint_name=f"{stream}-{store}",
         )
+
+    def start_windowed(self, specs: list[pipeline.WindowedStream]) -> list[StreamingQuery]:
+        """Start one update-mode query per windowed stream and store it is written to."""
+        watermark = pipeline.seconds(self.settings.watermark_seconds)
+        queries = []
+        for spec in specs:
+            for store in self.stores_for(spec.stream):
+                records = pipeline.parse_records(self.read(spec.topic), spec.record_type,
+                                                 observe_as=f"{spec.stream}_input")
+                windows = spec.transform(pipeline.valid(records), watermark)
+                queries.append(self.start(windows, spec.stream, store,
+                                          self.writer(spec.stream, store, spec.to_rows)))
+        return queries
 
     def run_started(self, stream: str, store: str) -> dt.datetime:
         """When this query's checkpoint was first used: the start of its running totals.

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.records import AccessRecord
+from common.settings import Settings
 from processing import pipeline
 from processing.jobs import JobContext, run_job
 from storage.base import ResultRow
@@ -84,16 +85,15 @@ def to_rows(collected: list[dict[str, Any]]) -> list[ResultRow]:
     ]
 
 
+def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
+    window = pipeline.seconds(settings.window_seconds)
+    return [pipeline.WindowedStream(
+        STREAM, "nginx", AccessRecord, lambda df, watermark: edge_stats(df, window, watermark),
+        to_rows)]
+
+
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
-    s = ctx.settings
-    queries = []
-    for store in ctx.stores_for(STREAM):
-        records = pipeline.valid(pipeline.parse_records(ctx.read("nginx"), AccessRecord,
-                                                        observe_as=f"{STREAM}_input"))
-        stats = edge_stats(records, pipeline.seconds(s.window_seconds),
-                           pipeline.seconds(s.watermark_seconds))
-        queries.append(ctx.start(stats, STREAM, store, ctx.writer(STREAM, store, to_rows)))
-    return queries
+    return ctx.start_windowed(windowed_streams(ctx.settings))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -39,7 +40,7 @@ from common import records, topics
 from common.settings import Settings
 from storage.base import ResultRow
 
-__all__ = ["ResultWriter", "parse_records", "spark_schema", "start_query"]
+__all__ = ["ResultWriter", "WindowedStream", "parse_records", "spark_schema", "start_query"]
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,31 @@ def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], Non
     query = writer_stream.start()
     log.info("query %s started (checkpoint %s)", name, checkpoint)
     return query
+
+
+@dataclass(frozen=True)
+class WindowedStream:
+    """A windowed result stream, described once and run two ways.
+
+    Streaming (``JobContext.start_windowed``) reads the topic from Kafka; batch
+    (``processing.recompute``) reads the same records from the Parquet archive.
+    Both parse with :func:`parse_records` and call ``transform``, so a
+    recomputation gives what the live job stored (for rows that were not late).
+
+    Attributes:
+        stream: the result stream's name.
+        topic: the topic's role in queue/topics.toml.
+        record_type: what the topic carries.
+        transform: (valid parsed records, watermark or None) -> windowed rows with
+            ``window_start_us`` and ``window_end_us``.
+        to_rows: collected windowed rows -> result rows.
+    """
+
+    stream: str
+    topic: str
+    record_type: type[records.Record]
+    transform: Callable[[DataFrame, str | None], DataFrame]
+    to_rows: RowsFn
 
 
 def seconds(value: float) -> str:

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.records import RandomNumber
+from common.settings import Settings
 from processing import pipeline
 from processing.jobs import JobContext, run_job
 from storage.base import ResultRow
@@ -89,16 +90,15 @@ def to_rows(edges: Sequence[float]) -> pipeline.RowsFn:
     return convert
 
 
+def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
+    window, edges = pipeline.seconds(settings.window_seconds), settings.random_bins
+    return [pipeline.WindowedStream(
+        STREAM, "random", RandomNumber,
+        lambda df, watermark: window_stats(df, window, edges, watermark), to_rows(edges))]
+
+
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
-    s = ctx.settings
-    queries = []
-    for store in ctx.stores_for(STREAM):
-        numbers = pipeline.valid(pipeline.parse_records(ctx.read("random"), RandomNumber,
-                                                        observe_as=f"{STREAM}_input"))
-        stats = window_stats(numbers, pipeline.seconds(s.window_seconds), s.random_bins,
-                             pipeline.seconds(s.watermark_seconds))
-        queries.append(ctx.start(stats, STREAM, store, ctx.writer(STREAM, store, to_rows(s.random_bins))))
-    return queries
+    return ctx.start_windowed(windowed_streams(ctx.settings))
 
 
 if __name__ == "__main__":

@@ -54,24 +54,26 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
     return grouped.select("host", *pipeline.window_columns(), *VALUE_COLUMNS)
 
 
+def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
+    """The tumbling and the sliding stream (see :class:`processing.pipeline.WindowedStream`)."""
+    tumbling = pipeline.seconds(settings.window_seconds)
+    sliding = pipeline.seconds(settings.sliding_window_seconds)
+    slide = pipeline.seconds(settings.slide_seconds)
+    return [
+        pipeline.WindowedStream(
+            "vmstat_tumbling", "vmstat", VmstatSample,
+            lambda df, watermark: windowed_stats(df, tumbling, None, watermark),
+            pipeline.result_rows("vmstat_tumbling", "host", VALUE_COLUMNS)),
+        pipeline.WindowedStream(
+            "vmstat_sliding", "vmstat", VmstatSample,
+            lambda df, watermark: windowed_stats(df, sliding, slide, watermark),
+            pipeline.result_rows("vmstat_sliding", "host", VALUE_COLUMNS)),
+    ]
+
+
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
     """Start the tumbling and the sliding query on ``spark``; returns both."""
-    settings: Settings = ctx.settings
-    queries = []
-    specs = [
-        ("vmstat_tumbling", pipeline.seconds(settings.window_seconds), None),
-        ("vmstat_sliding", pipeline.seconds(settings.sliding_window_seconds),
-         pipeline.seconds(settings.slide_seconds)),
-    ]
-    for stream, window, slide in specs:
-        for store in ctx.stores_for(stream):
-            samples = pipeline.parse_records(ctx.read("vmstat"), VmstatSample,
-                                             observe_as=f"{stream}_input")
-            windows = windowed_stats(pipeline.valid(samples), window, slide,
-                                     pipeline.seconds(settings.watermark_seconds))
-            writer = ctx.writer(stream, store, pipeline.result_rows(stream, "host", VALUE_COLUMNS))
-            queries.append(ctx.start(windows, stream, store, writer))
-    return queries
+    return ctx.start_windowed(windowed_streams(ctx.settings))
 
 
 if __name__ == "__main__":
