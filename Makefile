@@ -37,11 +37,11 @@ check-tools:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 or newer is needed for Spark (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "Java 17 or newer is needed for Spark (found " $$2 ")"; exit 1 } }'
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@echo "==> setting up $(VENV) (Python dependencies; pyspark is large, the first time takes a minute or two)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.lock -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

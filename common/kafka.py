@@ -265,7 +265,10 @@ class JsonPublisher:
             raise KafkaUnavailable(f"{self.failed} records failed delivery: {self.last_error}")
 
     def close(self) -> None:
-        self._producer.flush(10)
+        """Flush, then drop the client: a live producer keeps its broker connections open."""
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None  # type: ignore[assignment]
 
 
 def dumps(value: Mapping[str, Any]) -> bytes:

@@ -221,7 +221,11 @@ class Settings:
         "RANDOM_SEED", None, lambda raw: int(raw) if raw.strip() else None, "Seed (unset: random).")
     nginx_log_path: Path | None = setting(
         "NGINX_LOG_PATH", None, lambda raw: _path(raw) if raw.strip() else None,
-        "Access log to follow (tail -F); unset in `make run`: replay the shipped recording.")
+        "Access log to follow (tail -F); unset: the live demo (a real nginx on loopback if "
+        "installed, else the shipped recording replayed with re-timed events).")
+    nginx_demo_rate: float = setting(
+        "NGINX_DEMO_RATE", "5", _non_negative_float,
+        "Requests per second the NGINX demo sends to its nginx (loopback only).")
     nginx_log_format: str = setting(
         "NGINX_LOG_FORMAT", "upstream", _choice("combined", "upstream"),
         "Access log format: combined, or combined plus upstream fields.")

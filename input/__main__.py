@@ -34,9 +34,30 @@ def _vmstat(settings: Settings) -> Source:
     return VmstatSource(settings.vmstat_interval_s)
 
 
+def _random(settings: Settings) -> Source:
+    from input.random_numbers import RandomSource
+
+    return RandomSource.from_settings(settings)  # resumes its sequence from Kafka and DATA_DIR
+
+
+def _census(settings: Settings) -> Source:
+    from input.census import CensusSource
+
+    return CensusSource(speed=settings.census_replay_speed)  # one pass, then its thread ends
+
+
+def _nginx(settings: Settings) -> Source:
+    from input.nginx import from_settings
+
+    return from_settings(settings)  # NGINX_LOG_PATH set: follow it; unset: the live demo
+
+
 #: Source name -> factory. `make run` starts them all.
 FACTORIES: dict[str, Callable[[Settings], Source]] = {
     "vmstat": _vmstat,
+    "random": _random,
+    "census": _census,
+    "nginx": _nginx,
 }
 
 

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from common import settings as settings_module
@@ -107,6 +108,29 @@ class HealthWatcher:
         self._consumer.close()
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for_http(url: str, child: Child, timeout_s: float = 30.0) -> None:
+    """Wait until ``url`` answers 200, failing early if ``child`` exits."""
+    import urllib.request
+
+    from common.waiting import eventually
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def alive() -> None:
+        if child.exit_code is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.exit_code}:\n{child.log_tail()}")
+
+    eventually(up, timeout_s, f"{child.name} at {url}", interval_s=0.1, check=alive)
+
+
 def child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -185,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
         logs = settings.log_dir
         supervisor.start(Child("display", [py, "-m", "display"], logs / "display.log", env))
         supervisor.start(Child("input", [py, "-m", "input"], logs / "input.log", env))
+        ingest = supervisor.start(Child("ingest", [py, "-m", "input.ingest"], logs / "ingest.log",
+                                        env))
+        if settings.cases_users > 0:
+            wait_for_http(f"http://{settings.ingest_host}:{settings.ingest_port}/healthz", ingest)
+            users = str(settings.cases_users)
+            supervisor.start(Child("locust", [
+                py, "-m", "locust", "-f", str(ROOT / "input" / "traffic.py"), "--headless",
+                "-u", users, "-r", users, "--host",
+                f"http://{settings.ingest_host}:{settings.ingest_port}", "--stop-timeout", "5",
+                "--only-summary"], logs / "locust.log", env))
         if not args.no_spark:
             supervisor.start(Child("processing", [py, "-m", "processing"], logs / "processing.log",
                                    env))
@@ -216,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             stopping.wait(0.5)
         progress.done("stopping ...")
         return 0
+    except (RuntimeError, TimeoutError) as e:  # a child that failed to start, a broker gone
+        progress.done(f"error: {e}")
+        return 1
     finally:
         supervisor.stop_all()
         if watcher is not None:
