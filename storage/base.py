@@ -91,7 +91,8 @@ class Store(Protocol):
         """
 
     def latest(self, stream: str, limit: int, key: str | None = None) -> list[ResultRow]:
-        """The ``limit`` most recent windows of ``stream`` (newest first), all keys or one."""
+        """At most ``limit`` rows of ``stream``, of its most recent windows first (newest
+        window first, then by key), all keys or one."""
         ...
 
     def range(self, stream: str, start: dt.datetime, end: dt.datetime, key: str | None = None,
