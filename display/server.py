@@ -9,6 +9,9 @@ Socket.IO protocol (any Socket.IO 4 client can use it):
 * then ``update`` events as results arrive: ``{"stream", "store", "rows",
   "batch_id", "written_at", "pushed_at"}``, or ``{"topic", "records", "pushed_at"}``;
 * a demo whose store is not configured sends ``unavailable``: ``{"reason": ...}``.
+* a demo showing ``nginx_edges`` (/demo9) also gets ``graph`` after ``history`` and after each
+  ``nginx_edges`` update: the Vizceral graph of the newest complete window
+  (:meth:`display.traffic.TrafficGraph.payload`).
 * The ``/status`` namespace sends ``status`` every second: the index's live table.
 
 A row is ``{"stream", "key", "window_start", "window_end", "values", "updated_at"}``
@@ -28,6 +31,8 @@ from flask_socketio import SocketIO
 from common import catalogue
 from common.settings import Settings
 from display.hub import Hub
+from display.traffic import STREAM as TRAFFIC_STREAM
+from display.traffic import TrafficGraph
 
 __all__ = ["VENDOR_FILES", "Display", "create_app"]
 
@@ -50,6 +55,14 @@ CSP = (
 )
 
 HISTORY_WINDOWS = 120
+#: Rows of history for streams with many rows per window (``latest()`` limits rows, not
+#: windows): the census tables (570 age rows, 520 income rows), the per-edge and per-city
+#: windows, and the running totals per city (one window, a row per city).
+HISTORY_ROWS = {
+    "census_population": 1000, "census_age": 1000, "census_income": 1000,
+    "nginx_edges": 3000, "cases_city_sliding": 2000, "cases_top_areas": 1000,
+    "cases_by_state": 1000,
+}
 
 
 class Display:
@@ -62,6 +75,11 @@ class Display:
         self._opened_by_us = stores is None
         self._lock = threading.Lock()
         self.feed: Any = None
+        self.socketio: SocketIO | None = None
+        #: demo number -> its live traffic graph, for the demos that show nginx_edges
+        self.traffic = {d.number: TrafficGraph() for d in catalogue.DEMOS
+                        if TRAFFIC_STREAM in d.streams}
+        self._by_namespace = {d.namespace: d for d in catalogue.DEMOS}
 
     def store(self, kind: str) -> Any:
         """The store of ``kind``, opened on first use; None if it cannot be used here."""
@@ -73,6 +91,34 @@ class Display:
 
                 self._stores[kind] = open_store(kind, self.settings)
             return self._stores[kind]
+
+    def store_usable(self, kind: str) -> bool:
+        """True when the store of ``kind`` can be read here (Cassandra only when configured)."""
+        if kind in self._stores:
+            return True
+        if kind == "cassandra":
+            return self._opened_by_us and self.settings.cassandra_configured()
+        return self._opened_by_us
+
+    def current_graph(self) -> dict[str, Any]:
+        """The current Vizceral graph of the NGINX traffic (empty before any traffic)."""
+        from common.vizceral import build_graph
+
+        number = min(self.traffic) if self.traffic else None
+        if number is None:
+            return build_graph([], self.settings.window_seconds)
+        traffic = self.traffic[number]
+        payload = traffic.payload()
+        if payload is None:  # nothing pushed since the server started: seed from the store
+            demo = catalogue.demo(number)
+            store = self.store(demo.store or "disk") if self.store_usable(demo.store or "disk") else None
+            if store is not None:
+                rows = store.latest(TRAFFIC_STREAM, HISTORY_ROWS.get(TRAFFIC_STREAM, 1000))
+                traffic.add([r.to_json() for r in rows])
+                payload = traffic.payload()
+        if payload is None:
+            return build_graph([], self.settings.window_seconds)
+        return dict(payload["graph"])
 
     def unavailable(self, demo: catalogue.Demo) -> str | None:
         """Why a demo cannot show data here, or None."""
@@ -87,9 +133,25 @@ class Display:
         store = self.store(demo.store or "disk")
         streams = {}
         for name in demo.streams:
-            rows = store.latest(name, HISTORY_WINDOWS) if store is not None else []
+            limit = HISTORY_ROWS.get(name, HISTORY_WINDOWS)
+            rows = store.latest(name, limit) if store is not None else []
             streams[name] = [r.to_json() for r in rows]
         return {"demo": demo.number, "streams": streams}
+
+    def emit(self, event: str, data: dict[str, Any], namespace: str) -> None:
+        """Send an event to a demo's clients (what the feed calls). An ``nginx_edges``
+        update also refreshes that demo's traffic graph and sends ``graph``."""
+        if self.socketio is None:
+            return
+        self.socketio.emit(event, data, namespace=namespace)
+        demo = self._by_namespace.get(namespace)
+        if event == "update" and data.get("stream") == TRAFFIC_STREAM and demo is not None \
+                and demo.number in self.traffic:
+            traffic = self.traffic[demo.number]
+            traffic.add(data.get("rows") or [])
+            payload = traffic.payload()
+            if payload is not None:
+                self.socketio.emit("graph", payload, namespace=namespace)
 
     def close(self) -> None:
         if self.feed is not None:
@@ -115,14 +177,17 @@ def create_app(settings: Settings, stores: dict[str, Any] | None = None,
     socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=origins,
                         ping_interval=10, ping_timeout=10)
     display = Display(settings, hub or Hub(), stores)
+    display.socketio = socketio
     app.extensions["streamkit"] = display
     _routes(app, display)
+    from display.api import create_api
+
+    app.register_blueprint(create_api(display, graph=display.current_graph))
     _sockets(socketio, display)
     if start_feed and settings.kafka_bootstrap_servers:
         from display.feed import KafkaFeed
 
-        display.feed = KafkaFeed(settings.kafka_bootstrap_servers, display.hub,
-                                 lambda event, data, ns: socketio.emit(event, data, namespace=ns))
+        display.feed = KafkaFeed(settings.kafka_bootstrap_servers, display.hub, display.emit)
         display.feed.start()
     if start_feed:
         socketio.start_background_task(_status_loop, socketio, display)
@@ -197,6 +262,13 @@ def _sockets(socketio: SocketIO, display: Display) -> None:
                 return
             socketio.emit("history", payload, namespace=demo.namespace,
                           to=request.sid)  # type: ignore[attr-defined]
+            traffic = display.traffic.get(demo.number)
+            if traffic is not None:
+                traffic.add(payload["streams"].get(TRAFFIC_STREAM, []))
+                graph = traffic.payload()
+                if graph is not None:
+                    socketio.emit("graph", graph, namespace=demo.namespace,
+                                  to=request.sid)  # type: ignore[attr-defined]
 
         def on_disconnect(reason: Any = None, demo: catalogue.Demo = demo) -> None:
             display.hub.client_left(demo.namespace)

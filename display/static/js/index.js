@@ -57,7 +57,28 @@
       `Socket.IO clients connected: ${status.clients}` + (status.feed_error ? ` — feed: ${status.feed_error}` : "");
   }
 
+  function renderSummary(status) {
+    const available = status.demos.filter((d) => d.available);
+    const live = available.filter((d) => d.live);
+    Kit.setText("sum-live", `${live.length} / ${available.length}`);
+    Kit.setText("sum-live-sub", status.demos.length > available.length
+      ? `${status.demos.length - available.length} not configured here` : "every demo is configured");
+    document.getElementById("tile-live").className = "stat " + (live.length ? "good" : "warn");
+    const queries = Object.values(status.queries).filter((q) => q.kind === "query_progress");
+    const lagging = queries.filter((q) => q.lag > 10000 || q.late_rows).length;
+    Kit.setText("sum-queries", String(queries.length));
+    Kit.setText("sum-queries-sub", queries.length ? (lagging ? `${lagging} lagging or dropping late rows` : "all keeping up") : "none reporting yet");
+    document.getElementById("tile-queries").className = "stat " + (!queries.length ? "" : lagging ? "warn" : "good");
+    const sources = Object.values(status.sources);
+    Kit.setText("sum-sources", String(sources.length));
+    Kit.setText("sum-sources-sub", sources.length ? `${Kit.fmt.number(d3.sum(sources, (x) => x.rate || 0))} records/s in all` : "none reporting yet");
+    Kit.setText("sum-dead", `${status.dead_letters_per_min}/min`);
+    Kit.setText("sum-dead-sub", `${status.dead_letters_total} since the server started`);
+    document.getElementById("tile-dead").className = "stat " + (status.dead_letters_per_min > 0 ? "warn" : "");
+    Kit.setText("sum-clients", String(status.clients));
+  }
+
   Kit.connect("/status", {
-    status: (status) => { renderDemos(status); renderQueries(status); renderSources(status); },
+    status: (status) => { renderSummary(status); renderDemos(status); renderQueries(status); renderSources(status); },
   });
 })();
