@@ -3,8 +3,9 @@
 A streaming job module exposes ``start(spark, ctx) -> list[StreamingQuery]``
 and ends with ``sys.exit(run_job(__doc__, start))``, so that
 
-* ``spark-submit processing/<job>.py`` runs that job alone (the compose stack), and
-* ``python -m processing`` runs every job in one Spark application (the embedded stack).
+* ``spark-submit processing/<job>.py`` runs that job alone,
+* ``spark-submit processing/jobs.py`` runs them all in one application (the compose stack), and
+* ``python -m processing`` does the same from the kit's virtual environment (the embedded stack).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,11 @@ STREAMING_JOBS: tuple[str, ...] = (
 BATCH_JOBS: tuple[str, ...] = ("census_stats",)
 
 BatchFn = Callable[[SparkSession, "JobContext"], int]
+
+#: A failed query is restarted from its checkpoint (with backoff) up to this many times
+#: within RESTART_WINDOW_S; one more failure ends the application with exit code 1.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
 
 StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
 
@@ -192,35 +199,53 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    queries: list[StreamingQuery] = []
+    jobs: list[list[StreamingQuery]] = []
+    restarts: list[list[float]] = []
     try:
         for start in starts:
-            queries += start(spark, ctx)
-        reporter.announce_ready([q.name for q in queries])
-        if queries:
-            log.info("%d queries running: %s", len(queries), ", ".join(q.name for q in queries))
+            jobs.append(start(spark, ctx))
+            restarts.append([])
+        names = [q.name for qs in jobs for q in qs]
+        reporter.announce_ready(names)
+        if names:
+            log.info("%d queries running: %s", len(names), ", ".join(names))
         for batch in batches or []:
             code = batch(spark, ctx)
             if code != 0:
                 log.error("batch job %s failed with %d", batch.__module__, code)
-                if not queries:
+                if not names:
                     return code
-        if not queries:
+        if not names:
             return 0
         while not stopping.is_set():
-            for q in queries:
-                if not q.isActive:
-                    error = q.exception()
-                    if error is not None:
-                        log.error("query %s failed: %s", q.name, error)
-                        return 1
-            if all(not q.isActive for q in queries):
+            for i, queries in enumerate(jobs):
+                failed = [q for q in queries if not q.isActive and q.exception() is not None]
+                if not failed:
+                    continue
+                for q in failed:
+                    log.error("query %s failed: %s", q.name, q.exception())
+                now = time.monotonic()
+                recent = [t for t in restarts[i] if now - t < RESTART_WINDOW_S]
+                if len(recent) >= MAX_RESTARTS:
+                    log.error("%d failures within %.0f min: giving up", len(recent) + 1,
+                              RESTART_WINDOW_S / 60)
+                    return 1
+                backoff = min(30.0, 2.0 ** len(recent))
+                log.info("restarting the job's queries from their checkpoints in %.0f s", backoff)
+                for q in queries:
+                    if q.isActive:
+                        q.stop()
+                if stopping.wait(backoff):
+                    break
+                jobs[i] = starts[i](spark, ctx)
+                restarts[i] = [*recent, now]
+            if all(not q.isActive for qs in jobs for q in qs):
                 log.info("all queries finished")
                 return 0
             stopping.wait(0.5)
         return 0
     finally:
-        for q in queries:
+        for q in (q for qs in jobs for q in qs):
             if q.isActive:
                 q.stop()
         ctx.close()

@@ -2,7 +2,7 @@
 
 ``read_kafka`` returns a DataFrame with the schema of Spark's ``kafka`` source,
 fed by Spark's JVM connector when its jar is on the classpath (the compose
-stack passes ``--packages org.apache.spark:spark-sql-kafka-0-10_2.13:...``) and
+image lists the connector's jars, resolved at build time, in ``spark.jars``) and
 by the kit's Python data source otherwise. It logs which. Jobs never branch on it.
 """
 
@@ -55,6 +55,9 @@ def session(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "true")
         .config("spark.python.worker.reuse", "true")
+        # A Python worker that starts slowly on a busy 2-core machine must not fail the query
+        # ("Python worker failed to connect back" after the default 15 s).
+        .config("spark.python.authenticate.socketTimeout", "120s")
         .config("spark.sql.warehouse.dir", str(settings.data_dir / "spark-warehouse"))
     )
     spark = builder.getOrCreate()

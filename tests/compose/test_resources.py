@@ -1,0 +1,79 @@
+"""Restart policies and memory limits: the whole stack fits a laptop with 8 GB of memory."""
+
+from __future__ import annotations
+
+import re
+
+from common import settings as settings_module
+from tests.compose import model
+
+GIB = 1 << 30
+MIB = 1 << 20
+#: An 8 GB laptop, less what its operating system and Docker itself need.
+LAPTOP = 8 * GIB
+RESERVED_FOR_THE_HOST = 1 * GIB
+#: Share of a JVM container's limit its heap may take: the rest is metaspace, code cache,
+#: thread stacks, direct buffers, the health check's own JVM and (Spark) the Python driver.
+MAX_HEAP_SHARE = 0.6
+
+SERVICES = model.services()
+
+
+def _one_shot(name: str) -> bool:
+    waited_for = any(model.depends_on(s).get(name) == "service_completed_successfully"
+                     for s in SERVICES.values())
+    return waited_for or bool(SERVICES[name].get("profiles"))
+
+
+def test_every_service_has_a_restart_policy_that_fits_its_role() -> None:
+    for name, service in SERVICES.items():
+        policy = service.get("restart")
+        assert policy, f"{name} has no restart policy"
+        if _one_shot(name):
+            assert policy == "no", f"{name} runs once: restart must be no, got {policy}"
+        else:
+            assert policy in ("unless-stopped", "always") or policy.startswith("on-failure"), (
+                f"{name} must come back after a crash or a reboot of Docker, got {policy}")
+
+
+def test_every_service_has_a_memory_limit_and_the_sum_fits_an_8_gb_laptop() -> None:
+    limits = {name: model.memory_limit_bytes(s) for name, s in SERVICES.items()}
+    unlimited = [name for name, limit in limits.items() if limit is None]
+    assert not unlimited, f"no memory limit: {unlimited}"
+    total = sum(limit or 0 for limit in limits.values())
+    table = ", ".join(f"{n} {(v or 0) // MIB} MiB" for n, v in sorted(limits.items()))
+    assert total <= LAPTOP - RESERVED_FOR_THE_HOST, (
+        f"limits add up to {total / GIB:.2f} GiB (budget "
+        f"{(LAPTOP - RESERVED_FOR_THE_HOST) / GIB:.0f} GiB): {table}")
+
+
+def test_cpu_limits_are_set() -> None:
+    for name, service in SERVICES.items():
+        cpus = service["deploy"]["resources"]["limits"].get("cpus")
+        assert cpus and 0 < float(cpus) <= 2, f"{name}: cpus limit {cpus}"
+
+
+def _max_heap(opts: str) -> int:
+    match = re.search(r"-Xmx(\d+[kmg])", opts, re.I)
+    assert match, f"no -Xmx in {opts!r}"
+    return model.parse_bytes(match.group(1))
+
+
+def test_jvm_heaps_leave_room_inside_their_limits() -> None:
+    heaps = {
+        "kafka": _max_heap(model.environment(SERVICES["kafka"])["KAFKA_HEAP_OPTS"]),
+        "cassandra": model.parse_bytes(model.environment(SERVICES["cassandra"])["MAX_HEAP_SIZE"]),
+    }
+    env = model.environment(SERVICES["cassandra"])
+    assert "HEAP_NEWSIZE" in env, "the cassandra image wants MAX_HEAP_SIZE and HEAP_NEWSIZE in pairs"
+    for name, service in SERVICES.items():
+        if model.command(service)[:1] == ["spark-submit"]:
+            settings = settings_module.load(environ=model.environment(service))
+            heaps[name] = model.parse_bytes(settings.spark_driver_memory)
+            # Spark refuses a driver heap under 450 MiB (1.5 x its 300 MiB reserve).
+            assert heaps[name] >= 512 * MIB, f"{name}: Spark needs at least 512m of heap"
+    for name, heap in heaps.items():
+        limit = model.memory_limit_bytes(SERVICES[name]) or 0
+        assert heap <= MAX_HEAP_SHARE * limit, (
+            f"{name}: heap {heap // MIB} MiB is more than {MAX_HEAP_SHARE:.0%} of its "
+            f"{limit // MIB} MiB limit")
