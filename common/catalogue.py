@@ -12,7 +12,28 @@ from dataclasses import dataclass
 
 from common import topics
 
-__all__ = ["DEMOS", "STREAMS", "Demo", "Stream", "demo", "stream"]
+__all__ = ["DEMOS", "STREAMS", "Accounting", "Demo", "Stream", "demo", "stream"]
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """How a stream's stored rows count the input records, each exactly once.
+
+    The sum of ``value`` over the stream's rows (those where ``where`` holds) is the
+    number of records the query aggregated; with the query's late and malformed rows
+    and its lag it must add up to what the sources published to ``topic``.
+    """
+
+    topic: str  # the topic's role in queue/topics.toml
+    query: str  # the query (name before "@store") that reads it
+    value: str
+    where: tuple[str, str] | None = None  # (value name, required value)
+
+    def counts(self, values: dict[str, object]) -> int:
+        if self.where is not None and values.get(self.where[0]) != self.where[1]:
+            return 0
+        raw = values.get(self.value)
+        return int(raw) if isinstance(raw, int | float) else 0
 
 
 @dataclass(frozen=True)
@@ -25,6 +46,7 @@ class Stream:
     key: str  # what a row's key is
     values: tuple[tuple[str, str], ...]  # (field, meaning) of a row's values
     windowed: bool = True
+    accounting: Accounting | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -44,7 +66,8 @@ STREAMS: dict[str, Stream] = {
     for s in (
         Stream("vmstat_tumbling", "vmstat_windows",
                "host metrics per host: count, avg/min/max of each metric per tumbling window",
-               "host", _VMSTAT_VALUES),
+               "host", _VMSTAT_VALUES,
+               accounting=Accounting("vmstat", "vmstat_tumbling", "count")),
         Stream("vmstat_sliding", "vmstat_windows",
                "host metrics per host over sliding windows (1 min, 10 s slide)",
                "host", _VMSTAT_VALUES),
@@ -58,7 +81,8 @@ STREAMS: dict[str, Stream] = {
                               "counts[i] in [e(i-1), e(i)), counts[-1] at or above en"),
                 ("first_seq", "smallest sequence number"), ("last_seq", "largest"),
                 ("gaps", "sequence numbers missing between first_seq and last_seq"),
-                ("duplicates", "numbers whose sequence number was seen twice"))),
+                ("duplicates", "numbers whose sequence number was seen twice")),
+               accounting=Accounting("random", "random_stats", "count")),
         Stream("nginx_edges", "nginx_traffic",
                "NGINX requests per window and edge: counts by status class, error rate, p50/p95",
                "host|source|target",
@@ -71,12 +95,14 @@ STREAMS: dict[str, Stream] = {
                 ("error_rate", "status_5xx / requests"),
                 ("p50_request_time", "median request time, seconds (approximate)"),
                 ("p95_request_time", "95th percentile request time, seconds (approximate)"),
-                ("bytes", "response bytes sent"))),
+                ("bytes", "response bytes sent")),
+               accounting=Accounting("nginx", "nginx_edges", "requests", ("source", "INTERNET"))),
         Stream("cases_top_areas", "case_reports", "running case count per area (city)",
                "location", (("location", "city"), ("state", "state"), *_CASE_COUNT),
                windowed=False),
         Stream("cases_by_state", "case_reports", "running case count per state",
-               "state", (("state", "state"), *_CASE_COUNT), windowed=False),
+               "state", (("state", "state"), *_CASE_COUNT), windowed=False,
+               accounting=Accounting("cases", "cases_totals", "count")),
         Stream("cases_by_age", "case_reports", "running case count per age group",
                "age group label", (("age_group", "'0-9', '10-19', ..., '80+'"),
                                    ("lower", "the group's lowest age"), *_CASE_COUNT),

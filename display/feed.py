@@ -51,13 +51,15 @@ def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
                 if not isinstance(stream, str) or not isinstance(rows, list):
                     log.warning("results message without stream/rows: %.200r", value)
                     continue
-                for demo in hub.on_results(stream, str(store), len(rows)):
+                timing = value.get("timing") if isinstance(value.get("timing"), dict) else {}
+                for demo in hub.on_results(stream, str(store), len(rows), timing, pushed_at,
+                                           value.get("stored_records")):
                     emit("update", {"stream": stream, "store": store, "rows": rows,
                                     "batch_id": value.get("batch_id"),
                                     "written_at": value.get("written_at"),
-                                    "pushed_at": pushed_at}, demo.namespace)
+                                    "timing": timing, "pushed_at": pushed_at}, demo.namespace)
         else:
-            for demo in hub.on_raw(topic, values):
+            for demo in hub.on_raw(topic, values, pushed_at):
                 emit("update", {"topic": topic, "records": values, "pushed_at": pushed_at},
                      demo.namespace)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import catalogue
+from display.health import StageLatency, accounting_rows, raw_stages, result_stages
 
 __all__ = ["Hub", "RateMeter"]
 
@@ -48,6 +49,7 @@ class RateMeter:
 class DemoState:
     demo: catalogue.Demo
     rate: RateMeter
+    latency: StageLatency
     last_update: float | None = None  # wall clock, seconds since the epoch
     recent: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=300))
 
@@ -60,10 +62,11 @@ class Hub:
         self._lock = threading.Lock()
         self._wall = wall_clock
         self._demos = {
-            d.number: DemoState(d, RateMeter(clock=clock),
+            d.number: DemoState(d, RateMeter(clock=clock), StageLatency(clock=clock),
                                 recent=collections.deque(maxlen=history_size))
             for d in catalogue.DEMOS
         }
+        self._stored: dict[tuple[str, str], int] = {}
         self._queries: dict[str, dict[str, Any]] = {}
         self._sources: dict[str, dict[str, Any]] = {}
         self.clients: collections.Counter[str] = collections.Counter()
@@ -73,7 +76,8 @@ class Hub:
 
     # -- feed side
 
-    def on_raw(self, topic: str, values: list[dict[str, Any]]) -> list[catalogue.Demo]:
+    def on_raw(self, topic: str, values: list[dict[str, Any]],
+               pushed_at: str | None = None) -> list[catalogue.Demo]:
         """Raw records of ``topic`` arrived; returns the demos that show them."""
         shown = []
         with self._lock:
@@ -82,17 +86,25 @@ class Hub:
                     state.recent.extend(values)
                     state.rate.add(len(values))
                     state.last_update = self._wall()
+                    if values and pushed_at is not None:
+                        state.latency.add(raw_stages(values[-1], pushed_at))
                     shown.append(state.demo)
         return shown
 
-    def on_results(self, stream: str, store: str, rows: int) -> list[catalogue.Demo]:
+    def on_results(self, stream: str, store: str, rows: int, timing: dict[str, Any] | None = None,
+                   pushed_at: str | None = None, stored_records: int | None = None
+                   ) -> list[catalogue.Demo]:
         """A job pushed ``rows`` result rows of ``stream`` from ``store``; returns the demos."""
         shown = []
         with self._lock:
+            if stored_records is not None:
+                self._stored[(stream, store)] = int(stored_records)
+            stages = result_stages(timing or {}, pushed_at) if pushed_at else {}
             for state in self._demos.values():
                 if stream in state.demo.streams and state.demo.store == store:
                     state.rate.add(rows)
                     state.last_update = self._wall()
+                    state.latency.add(stages)
                     shown.append(state.demo)
         return shown
 
@@ -146,12 +158,15 @@ class Hub:
                     "last_update": state.last_update,
                     "rate": round(state.rate.rate(), 2),
                     "clients": self.clients[d.namespace],
+                    "latency": state.latency.summary(),
                 })
             return {
                 "time": self._wall(),
                 "demos": demos,
                 "queries": dict(self._queries),
                 "sources": dict(self._sources),
+                "accounting": accounting_rows(self._sources.values(), self._queries,
+                                              self._stored),
                 "dead_letters_per_min": round(self.dead_letters.rate() * 60, 1),
                 "dead_letters_total": self.dead_letters.total,
                 "malformed_seen": self.malformed,

@@ -236,6 +236,16 @@ def _routes(app: Flask, display: Display) -> None:
     def healthz() -> Response:
         return jsonify({"ok": True, "feed_error": display.hub.feed_error})
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from display.metrics import metrics_text
+
+        body = metrics_text(lambda: display.hub.status(display.unavailable))
+        return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     @app.get("/api/status")
     def api_status() -> Response:
         return jsonify(display.hub.status(display.unavailable))

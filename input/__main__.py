@@ -74,6 +74,7 @@ def report_health(sources: list[Source], publisher: JsonPublisher, stop: threadi
             last[source.name] = (now, total)
             publisher.publish(topics.HEALTH.name, {
                 "kind": "source_progress", "component": "input", "source": source.name,
+                "topic": source.topic.name,
                 "sent": counts["sent"], "rejected": counts["rejected"], "rate": round(rate, 2),
                 "time": format_time(utc_now()),
             }, key=source.name)

@@ -506,6 +506,7 @@ def _report_health(ingest: Ingest, bootstrap: str, stop: threading.Event,
             last = (now, total)
             publisher.publish(topics.HEALTH.name, {
                 "kind": "source_progress", "component": "input", "source": ingest.name,
+                "topic": ",".join(sorted({route.topic for route in ingest.routes.values()})),
                 "sent": stats["accepted"], "rejected": stats["rejected"], "failed": stats["failed"],
                 "rate": round(rate, 2), "time": stats["time"],
             }, key=ingest.name)

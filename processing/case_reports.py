@@ -93,8 +93,10 @@ def city_windows(cases: DataFrame, window: str, slide: str, watermark: str | Non
         cases = cases.withWatermark("event_time", watermark)
     grouped = cases.groupBy(F.window("event_time", window, slide).alias("window"),
                             "location").agg(F.count(F.lit(1)).alias("count"),
-                                            F.max("state").alias("state"))
-    return grouped.select(*pipeline.window_columns(), "location", "state", "count")
+                                            F.max("state").alias("state"),
+                                            *pipeline.timing_aggregates())
+    return grouped.select(*pipeline.window_columns(), "location", "state", "count",
+                          *pipeline.TIMING_COLUMNS)
 
 
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:

@@ -57,6 +57,7 @@ def summarise_progress(progress: dict[str, Any], app: str) -> dict[str, Any]:
     observed = {}
     for name, metrics in (progress.get("observedMetrics") or {}).items():
         observed[name] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    malformed = sum(int(m.get("malformed") or 0) for m in observed.values())
     operators = progress.get("stateOperators") or []
     return {
         "kind": "query_progress",
@@ -74,6 +75,7 @@ def summarise_progress(progress: dict[str, Any], app: str) -> dict[str, Any]:
         "state_rows": sum(int(o.get("numRowsTotal") or 0) for o in operators),
         "watermark": (progress.get("eventTime") or {}).get("watermark"),
         "observed": observed,
+        "malformed": malformed,
     }
 
 
@@ -88,6 +90,10 @@ class HealthReporter(StreamingQueryListener):
 
             self._publisher = JsonPublisher(bootstrap)
         self.last: dict[str, dict[str, Any]] = {}
+        #: per query, since this application started: input, late and malformed rows
+        self.totals: dict[str, dict[str, int]] = {}
+        self._names: dict[str, str] = {}  # query id -> name (idle events carry only the id)
+        self._idle_sent: dict[str, float] = {}
         self._last_log = 0.0
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -108,7 +114,15 @@ class HealthReporter(StreamingQueryListener):
         self._send({"kind": "query_started", "component": "processing", "query": event.name})
 
     def onQueryProgress(self, event: Any) -> None:
-        summary = summarise_progress(json.loads(event.progress.json), self.app)
+        progress = json.loads(event.progress.json)
+        summary = summarise_progress(progress, self.app)
+        self._names[str(progress.get("id"))] = str(summary["query"])
+        totals = self.totals.setdefault(str(summary["query"]),
+                                        {"input_rows": 0, "late_rows": 0, "malformed": 0})
+        totals["input_rows"] += summary["input_rows"]
+        totals["late_rows"] += summary["late_rows"]
+        totals["malformed"] += summary["malformed"]
+        summary["totals"] = dict(totals)
         self.last[str(summary["query"])] = summary
         self._send(summary)
         now = time.monotonic()
@@ -119,7 +133,17 @@ class HealthReporter(StreamingQueryListener):
                 for q, s in sorted(self.last.items())))
 
     def onQueryIdle(self, event: Any) -> None:
-        pass
+        """A query with no new data: say so, with its totals, so the index shows it alive."""
+        name = self._names.get(str(event.id), "")
+        now = time.monotonic()
+        if name in self.last and now - self._idle_sent.get(name, 0.0) >= 5:
+            self._idle_sent[name] = now
+            idle = dict(self.last[name], kind="query_progress", input_rows=0, input_rate=0.0,
+                        processed_rate=0.0, idle=True)
+            idle["totals"] = dict(self.totals.get(name, {}))
+            idle["time"] = format_time(utc_now())
+            self.last[name] = idle
+            self._send(idle)
 
     def onQueryTerminated(self, event: Any) -> None:
         self._send({"kind": "query_terminated", "component": "processing",

@@ -62,6 +62,7 @@ class JobContext:
     available_now: bool = False
     #: Topic name per role, where it differs from queue/topics.toml (tests use unique topics).
     topic_names: dict[str, str] = field(default_factory=dict)
+    ledger: pipeline.Ledger = field(default_factory=pipeline.Ledger)
     _stores: dict[str, Any] = field(default_factory=dict)
 
     def read(self, role: str) -> DataFrame:
@@ -109,7 +110,7 @@ class JobContext:
         """The foreachBatch writer of ``stream`` into ``store``; ``retain``: expire after RETENTION_HOURS."""
         ttl = dt.timedelta(hours=self.settings.retention_hours) if retain else None
         return pipeline.ResultWriter(stream, to_rows, lambda: self.open_store(store),
-                                     self.bootstrap, ttl=ttl)
+                                     self.bootstrap, ttl=ttl, ledger=self.ledger)
 
     def start(self, df: DataFrame, stream: str, store: str,
               writer: Callable[[DataFrame, int], None], output_mode: str = "update"

@@ -45,8 +45,9 @@ def edges(records: DataFrame) -> DataFrame:
     )
     return records.select(
         "event_time", host.alias("host"), "status", "bytes", "request_time",
-        F.explode(pairs).alias("edge"),
-    ).select("event_time", "host", "edge.source", "edge.target", "status", "bytes", "request_time")
+        "_produced_at", "_kafka_time", F.explode(pairs).alias("edge"),
+    ).select("event_time", "host", "edge.source", "edge.target", "status", "bytes", "request_time",
+             "_produced_at", "_kafka_time")
 
 
 def edge_stats(records: DataFrame, window: str, watermark: str | None = None,
@@ -66,13 +67,14 @@ def edge_stats(records: DataFrame, window: str, watermark: str | None = None,
         count_class(2), count_class(3), count_class(4), count_class(5),
         F.percentile_approx("request_time", [0.5, 0.95], accuracy).alias("pct"),
         F.sum("bytes").alias("bytes"),
+        *pipeline.timing_aggregates(),
     )
     return grouped.select(
         *pipeline.window_columns(), "host", "source", "target", "requests",
         "status_2xx", "status_3xx", "status_4xx", "status_5xx",
         (F.col("status_5xx") / F.col("requests")).alias("error_rate"),
         F.col("pct")[0].alias("p50_request_time"), F.col("pct")[1].alias("p95_request_time"),
-        "bytes",
+        "bytes", *pipeline.TIMING_COLUMNS,
     )
 
 

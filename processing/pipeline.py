@@ -83,7 +83,8 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
     """
     schema = spark_schema(record_type)
     as_text = StructType([StructField(f.name, StringType(), True) for f in schema.fields]
-                         + [StructField("_corrupt", StringType(), True)])
+                         + [StructField("produced_at", StringType(), True),
+                            StructField("_corrupt", StringType(), True)])
     text = F.col("value").cast("string")
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
     parsed = kafka_rows.select(
@@ -107,7 +108,8 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
             checks.append(F.when(raw.isNotNull() & value.isNull(),
                                  F.lit(f"field {f.name} is not a {f.dataType.simpleString()}")))
     error = F.coalesce(*checks)
-    df = parsed.select(*columns, error.alias("_error"), "_kafka_time", "_offset")
+    produced = F.col("j.produced_at").try_cast(TimestampType()).alias("_produced_at")
+    df = parsed.select(*columns, error.alias("_error"), produced, "_kafka_time", "_offset")
     if observe_as:
         df = df.observe(
             observe_as,
@@ -115,6 +117,19 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
             F.sum(F.when(F.col("_error").isNotNull(), 1).otherwise(0)).alias("malformed"),
         )
     return df
+
+
+def timing_aggregates() -> list[Column]:
+    """Aggregates every windowed transform adds: the newest produce and broker time in the group.
+
+    They travel with the batch to the results topic (see :class:`ResultWriter`), so the
+    health view can show how long each stage took; they are not stored as values.
+    """
+    return [F.max(F.unix_micros("_produced_at")).alias("_produced_us"),
+            F.max(F.unix_micros("_kafka_time")).alias("_kafka_us")]
+
+
+TIMING_COLUMNS = ("_produced_us", "_kafka_us")
 
 
 def valid(df: DataFrame) -> DataFrame:
@@ -139,6 +154,49 @@ def from_micros(micros: int) -> dt.datetime:
 RowsFn = Callable[[list[dict[str, Any]]], list[ResultRow]]
 
 
+class Ledger:
+    """How many input records the rows written so far account for, per store and stream.
+
+    For a stream with :class:`common.catalogue.Accounting`, each window's latest
+    written value (e.g. its ``count``) is kept; their sum is the number of records
+    aggregated into the store since this application started. A replayed batch
+    overwrites the same windows, so it never adds. Shared by a job's writers, it
+    survives a query's restart within the application.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], dict[tuple[str, dt.datetime], int]] = {}
+
+    def record(self, store: str, rows: Sequence[ResultRow]) -> None:
+        from common import catalogue
+
+        with self._lock:
+            for r in rows:
+                accounting = catalogue.STREAMS[r.stream].accounting \
+                    if r.stream in catalogue.STREAMS else None
+                if accounting is None:
+                    continue
+                self._rows.setdefault((store, r.stream), {})[(r.key, r.window_start)] = \
+                    accounting.counts(dict(r.values))
+
+    def total(self, store: str, stream: str) -> int | None:
+        """Records accounted for in ``stream``'s rows in ``store``; None if not accounted."""
+        with self._lock:
+            rows = self._rows.get((store, stream))
+            return sum(rows.values()) if rows is not None else None
+
+
+def batch_timing(collected: list[dict[str, Any]]) -> dict[str, str]:
+    """The newest produce and broker times among a batch's rows (see :func:`timing_aggregates`)."""
+    out = {}
+    for column, name in (("_produced_us", "produced_at"), ("_kafka_us", "broker_at")):
+        values = [r[column] for r in collected if r.get(column) is not None]
+        if values:
+            out[name] = records.format_time(from_micros(max(values)))
+    return out
+
+
 class ResultWriter:
     """``foreachBatch`` function: upsert the batch's rows, then push them to ``results``.
 
@@ -154,8 +212,10 @@ class ResultWriter:
 
     def __init__(self, stream: str, to_rows: RowsFn, open_store: Callable[[], Any],
                  bootstrap: str | None, ttl: dt.timedelta | None = None,
-                 publish: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 publish: Callable[[dict[str, Any]], None] | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.stream = stream
+        self.ledger = ledger if ledger is not None else Ledger()
         self.to_rows = to_rows
         self._open_store = open_store
         self._store: Any = None
@@ -187,19 +247,31 @@ class ResultWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
         collected = [row.asDict(recursive=True) for row in batch.collect()]
-        self.write(self.to_rows(collected), batch_id, started)
+        self.write(self.to_rows(collected), batch_id, started, batch_timing(collected))
 
-    def write(self, rows: Sequence[ResultRow], batch_id: int, started: float | None = None) -> None:
-        """Upsert ``rows`` in one store write, then push one message per stream."""
+    def write(self, rows: Sequence[ResultRow], batch_id: int, started: float | None = None,
+              timing: dict[str, str] | None = None) -> None:
+        """Upsert ``rows`` in one store write, then push one message per stream.
+
+        ``timing`` (newest produce and broker times of the batch's input) is added to
+        the messages with the batch's start and write times, for the health view.
+        """
         if not rows:
             return
         with self._lock:
             self.store.upsert(rows, ttl=self.ttl)
             written = records.format_time(dt.datetime.now(dt.UTC))
             self.rows_written += len(rows)
+            kind = self.store.kind
+            self.ledger.record(kind, rows)
             by_stream: dict[str, list[dict[str, Any]]] = {}
             for r in rows:
                 by_stream.setdefault(r.stream, []).append(r.to_json() | {"updated_at": written})
+            stages = dict(timing or {})
+            if started is not None:
+                stages["batch_started_at"] = records.format_time(
+                    dt.datetime.fromtimestamp(started, dt.UTC))
+            stages["written_at"] = written
             for stream, payload in by_stream.items():
                 self._send({
                     "stream": stream,
@@ -207,6 +279,8 @@ class ResultWriter:
                     "batch_id": batch_id,
                     "written_at": written,
                     "batch_seconds": round(time.time() - (started or time.time()), 3),
+                    "timing": stages,
+                    "stored_records": self.ledger.total(kind, stream),
                     "rows": payload,
                 })
             if self._publisher is not None:

@@ -65,6 +65,7 @@ def window_stats(numbers: DataFrame, window: str, edges: Sequence[float],
         F.min("seq").alias("first_seq"),
         F.max("seq").alias("last_seq"),
         distinct.alias("distinct_seq"),
+        *pipeline.timing_aggregates(),
     )
     return grouped.select(
         "producer",
@@ -74,6 +75,7 @@ def window_stats(numbers: DataFrame, window: str, edges: Sequence[float],
         "min", "max", "histogram", "first_seq", "last_seq",
         (F.col("last_seq") - F.col("first_seq") + 1 - F.col("distinct_seq")).alias("gaps"),
         (F.col("count") - F.col("distinct_seq")).alias("duplicates"),
+        *pipeline.TIMING_COLUMNS,
     )
 
 

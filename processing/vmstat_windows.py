@@ -50,8 +50,10 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
             F.max(metric).alias(f"{metric}_max"),
         ]
     bucket = F.window("event_time", window, slide) if slide else F.window("event_time", window)
-    grouped = samples.groupBy(bucket.alias("window"), "host").agg(*aggregates)
-    return grouped.select("host", *pipeline.window_columns(), *VALUE_COLUMNS)
+    grouped = samples.groupBy(bucket.alias("window"), "host").agg(
+        *aggregates, *pipeline.timing_aggregates())
+    return grouped.select("host", *pipeline.window_columns(), *VALUE_COLUMNS,
+                          *pipeline.TIMING_COLUMNS)
 
 
 def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:

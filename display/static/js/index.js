@@ -30,11 +30,11 @@
     queries.sort((a, b) => (a.query < b.query ? -1 : 1));
     body.replaceChildren(...queries.map((q) => {
       const tr = document.createElement("tr");
-      const malformed = Object.values(q.observed || {}).reduce((n, o) => n + (o.malformed || 0), 0);
+      const malformed = (q.totals && q.totals.malformed) || 0;
       tr.append(cell(q.query), cell(String(q.batch_id), "num"), cell(String(q.input_rate), "num"),
         cell(String(q.processed_rate), "num"), cell(String(q.batch_ms ?? "–"), "num"),
         cell(q.lag == null ? "–" : String(q.lag), "num" + (q.lag > 10000 ? " warn" : "")),
-        cell(String(q.late_rows), "num" + (q.late_rows ? " warn" : "")),
+        cell(String((q.totals && q.totals.late_rows) || 0), "num" + (q.totals && q.totals.late_rows ? " warn" : "")),
         cell(String(malformed), "num" + (malformed ? " warn" : "")), cell(q.watermark || "–"));
       return tr;
     }));
@@ -78,7 +78,42 @@
     Kit.setText("sum-clients", String(status.clients));
   }
 
+  const ms = (s) => (s == null ? "–" : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
+  const STAGES = ["source→Kafka", "Kafka→Spark", "Spark→store", "store→server", "Kafka→server", "source→server"];
+
+  function renderLatency(status) {
+    const rows = status.demos.filter((d) => d.latency && Object.keys(d.latency).length);
+    if (!rows.length) return;
+    document.querySelector("#latency tbody").replaceChildren(...rows.map((d) => {
+      const tr = document.createElement("tr");
+      tr.append(cell(d.route));
+      for (const stage of STAGES) {
+        const f = d.latency[stage];
+        tr.append(cell(f ? `${ms(f.p50)} / ${ms(f.p95)}` : "–", "num"));
+      }
+      return tr;
+    }));
+  }
+
+  function renderAccounting(status) {
+    const rows = status.accounting || [];
+    if (!rows.length) return;
+    const n = (v) => (v == null ? "–" : String(v));
+    document.querySelector("#accounting tbody").replaceChildren(...rows.map((r) => {
+      const tr = document.createElement("tr");
+      const off = r.unaccounted != null && r.unaccounted !== 0;
+      tr.append(cell(r.stream), cell(r.store), cell(r.topic), cell(n(r.produced), "num"), cell(n(r.read), "num"),
+        cell(n(r.stored), "num"), cell(n(r.late), "num" + (r.late ? " warn" : "")),
+        cell(n(r.malformed), "num" + (r.malformed ? " warn" : "")), cell(n(r.lag), "num"),
+        cell(n(r.unaccounted), "num " + (off ? "warn" : "good")));
+      return tr;
+    }));
+  }
+
   Kit.connect("/status", {
-    status: (status) => { renderSummary(status); renderDemos(status); renderQueries(status); renderSources(status); },
+    status: (status) => {
+      renderSummary(status); renderDemos(status); renderQueries(status); renderSources(status);
+      renderLatency(status); renderAccounting(status);
+    },
   });
 })();

@@ -122,9 +122,17 @@
       conn.dataset.state = state;
       conn.textContent = text || state;
     };
-    const touched = () => {
+    const delays = []; // server -> page, the last stage of the path, measured here
+    const touched = (data) => {
       Kit.lastUpdate = new Date();
-      if (last) last.textContent = "updated " + Kit.fmt.time(Kit.lastUpdate) + " UTC";
+      const pushed = data && data.pushed_at ? Date.parse(data.pushed_at) : NaN;
+      if (!Number.isNaN(pushed)) {
+        delays.push(Math.max(0, Kit.lastUpdate - pushed));
+        if (delays.length > 60) delays.shift();
+      }
+      let text = "updated " + Kit.fmt.time(Kit.lastUpdate) + " UTC";
+      if (delays.length) text += ` · ${Math.round(d3.median(delays))} ms from the server`;
+      if (last) last.textContent = text;
       document.body.dataset.updates = String((Number(document.body.dataset.updates) || 0) + 1);
     };
     const socket = io(namespace, { transports: ["websocket"], reconnectionDelayMax: 3000 });
@@ -136,7 +144,7 @@
     events.delete("unavailable");
     for (const event of events) {
       socket.on(event, (data) => {
-        if (event !== "status") touched();
+        if (event !== "status") touched(data);
         if (handlers[event]) handlers[event](data);
       });
     }

@@ -1,0 +1,157 @@
+"""Health arithmetic for the index page and /metrics: per-stage latency and record accounting.
+
+Pure functions and small classes, no Flask and no Kafka, so they are tested alone.
+
+**Stages.** Every record carries its event time and ``produced_at``; Kafka adds its
+timestamp; a Spark job's results message says when the batch started and when
+its rows were written (``timing``); the server stamps ``pushed_at``; the page
+measures its own receive time. :func:`result_stages` and :func:`raw_stages` turn
+one message into seconds per stage; :class:`StageLatency` keeps the last minute
+and answers p50/p95.
+
+**Accounting.** For each stream with :class:`common.catalogue.Accounting`, what the
+sources published to its topic must equal what the query stored plus what it
+dropped as late, what failed to parse, and what it has not read yet (lag):
+:func:`accounting_rows` lays the figures side by side with the difference.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from common import catalogue, topics
+from common.records import RecordError, parse_time
+
+__all__ = ["STAGES", "StageLatency", "accounting_rows", "percentile", "raw_stages", "result_stages"]
+
+#: Stage names, in path order.
+STAGES = ("source→Kafka", "Kafka→Spark", "Spark→store", "store→server", "Kafka→server",
+          "source→server")
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)  # Kafka timestamps: ms
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except RecordError:
+            return None
+    return None
+
+
+def _gap(later: Any, earlier: Any) -> float | None:
+    a, b = _time(later), _time(earlier)
+    if a is None or b is None:
+        return None
+    return max(0.0, (a - b).total_seconds())
+
+
+def result_stages(timing: Mapping[str, Any], pushed_at: Any) -> dict[str, float]:
+    """Seconds per stage for one results message (its ``timing`` and the push time)."""
+    pairs = {
+        "source→Kafka": ("broker_at", "produced_at"),
+        "Kafka→Spark": ("batch_started_at", "broker_at"),
+        "Spark→store": ("written_at", "batch_started_at"),
+    }
+    out = {}
+    for stage, (later, earlier) in pairs.items():
+        gap = _gap(timing.get(later), timing.get(earlier))
+        if gap is not None:
+            out[stage] = gap
+    for stage, earlier in (("store→server", "written_at"), ("source→server", "produced_at")):
+        gap = _gap(pushed_at, timing.get(earlier))
+        if gap is not None:
+            out[stage] = gap
+    return out
+
+
+def raw_stages(record: Mapping[str, Any], pushed_at: Any) -> dict[str, float]:
+    """Seconds per stage for one raw record shown as it is (no Spark)."""
+    out = {}
+    for stage, later, earlier in (("source→Kafka", record.get("kafka_time"), record.get("produced_at")),
+                                  ("Kafka→server", pushed_at, record.get("kafka_time")),
+                                  ("source→server", pushed_at, record.get("produced_at"))):
+        gap = _gap(later, earlier)
+        if gap is not None:
+            out[stage] = gap
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; values need not be sorted."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
+
+
+class StageLatency:
+    """Stage latencies of the last ``span`` seconds, for one demo."""
+
+    def __init__(self, span: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_samples: int = 5000) -> None:
+        self.span = span
+        self._clock = clock
+        self._samples: collections.deque[tuple[float, dict[str, float]]] = collections.deque(
+            maxlen=max_samples)
+
+    def add(self, stages: Mapping[str, float]) -> None:
+        if stages:
+            self._samples.append((self._clock(), dict(stages)))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per stage: p50, p95 (seconds) and n over the last ``span`` seconds."""
+        cutoff = self._clock() - self.span
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+        by_stage: dict[str, list[float]] = collections.defaultdict(list)
+        for _, stages in self._samples:
+            for stage, seconds in stages.items():
+                by_stage[stage].append(seconds)
+        return {
+            stage: {"p50": round(percentile(v, 50), 4), "p95": round(percentile(v, 95), 4),
+                    "n": len(v)}
+            for stage in STAGES if (v := by_stage.get(stage))
+        }
+
+
+def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, Mapping[str, Any]],
+                    stored: Mapping[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """One row per accounted stream and store: produced = stored + late + malformed + lag?
+
+    Args:
+        sources: the latest ``source_progress`` message of each source (``topic``, ``sent``).
+        queries: the latest ``query_progress`` message per query name (``totals``, ``lag``).
+        stored: (stream, store) -> records accounted for in its stored rows.
+    """
+    produced: dict[str, int] = collections.Counter()
+    for s in sources:
+        for topic in str(s.get("topic") or "").split(","):
+            if topic:
+                produced[topic] += int(s.get("sent") or 0)
+    rows = []
+    for (stream_name, store), in_store in sorted(stored.items()):
+        stream = catalogue.STREAMS.get(stream_name)
+        if stream is None or stream.accounting is None:
+            continue
+        acc = stream.accounting
+        query = queries.get(f"{acc.query}@{store}") or {}
+        totals = query.get("totals") or {}
+        topic = getattr(topics, acc.topic.upper()).name
+        late = int(totals.get("late_rows") or 0)
+        malformed = int(totals.get("malformed") or 0)
+        lag = int(query.get("lag") or 0)
+        row: dict[str, Any] = {
+            "stream": stream_name, "store": store, "topic": topic,
+            "produced": produced.get(topic), "read": totals.get("input_rows"),
+            "stored": in_store, "late": late, "malformed": malformed, "lag": lag,
+        }
+        if row["produced"] is not None:
+            row["unaccounted"] = row["produced"] - in_store - late - malformed - lag
+        rows.append(row)
+    return rows

@@ -1,0 +1,88 @@
+"""Stage latencies, accounting and /metrics: pure functions first, then through the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import settings
+from display.feed import route
+from display.health import StageLatency, accounting_rows, percentile, raw_stages, result_stages
+from display.hub import Hub
+from display.server import create_app
+from storage.disk import DiskStore
+
+TIMING = {"produced_at": "2026-11-22T05:00:00.000Z", "broker_at": "2026-11-22T05:00:00.010Z",
+          "batch_started_at": "2026-11-22T05:00:00.600Z", "written_at": "2026-11-22T05:00:00.900Z"}
+
+
+def test_result_stages_in_seconds() -> None:
+    stages = result_stages(TIMING, "2026-11-22T05:00:00.950Z")
+    assert stages == pytest.approx({"source→Kafka": 0.01, "Kafka→Spark": 0.59, "Spark→store": 0.3,
+                                    "store→server": 0.05, "source→server": 0.95})
+
+
+def test_raw_stages_use_the_kafka_timestamp_in_milliseconds() -> None:
+    record = {"produced_at": "2026-11-22T05:00:00.000Z", "kafka_time": 1795323600003}
+    stages = raw_stages(record, "2026-11-22T05:00:00.020Z")
+    assert stages == pytest.approx({"source→Kafka": 0.003, "Kafka→server": 0.017,
+                                    "source→server": 0.02})
+    assert raw_stages({"produced_at": "garbage"}, "2026-11-22T05:00:00.020Z") == {}
+
+
+def test_percentiles_and_the_last_minute() -> None:
+    assert percentile([3.0, 1.0, 2.0, 4.0, 5.0], 50) == 3.0
+    now = [0.0]
+    latency = StageLatency(span=60, clock=lambda: now[0])
+    for i in range(100):
+        latency.add({"source→server": i / 100})
+    now[0] = 30.0
+    latency.add({"source→server": 5.0})
+    summary = latency.summary()["source→server"]
+    assert summary["n"] == 101 and summary["p50"] == pytest.approx(0.5)
+    now[0] = 61.0  # the first hundred are older than a minute now
+    assert latency.summary()["source→server"] == {"p50": 5.0, "p95": 5.0, "n": 1}
+
+
+def test_accounting_balances_and_shows_what_is_missing() -> None:
+    sources = [{"source": "vmstat", "topic": "vmstat", "sent": 100},
+               {"source": "ingest", "topic": "cases", "sent": 10}]
+    queries = {"vmstat_tumbling@disk": {"totals": {"input_rows": 97, "late_rows": 2, "malformed": 1},
+                                        "lag": 3},
+               "cases_totals@disk": {"totals": {"input_rows": 10, "late_rows": 0, "malformed": 0},
+                                     "lag": 0}}
+    rows = accounting_rows(sources, queries, {("vmstat_tumbling", "disk"): 94,
+                                              ("cases_by_state", "disk"): 9})
+    by = {r["stream"]: r for r in rows}
+    assert by["vmstat_tumbling"]["unaccounted"] == 0
+    assert by["cases_by_state"]["unaccounted"] == 1  # one case lost somewhere: shown, not hidden
+
+
+def test_status_and_metrics_after_pushed_results(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path / "s.sqlite3")
+    store.setup()
+    cfg = settings.load(environ={"DATA_DIR": str(tmp_path)})
+    hub = Hub()
+    app, socketio, _ = create_app(cfg, stores={"disk": store}, hub=hub, start_feed=False)
+    emitted: list[Any] = []
+    route(hub, {
+        "results": [{"stream": "vmstat_tumbling", "store": "disk", "rows": [], "timing": TIMING,
+                     "stored_records": 42}],
+        "health": [{"kind": "query_progress", "component": "processing",
+                    "query": "vmstat_tumbling@disk", "lag": 0, "input_rate": 1.0, "batch_ms": 800,
+                    "totals": {"input_rows": 42, "late_rows": 0, "malformed": 0}},
+                   {"kind": "source_progress", "component": "input", "source": "vmstat",
+                    "topic": "vmstat", "sent": 42, "rejected": 0, "rate": 1.0}],
+    }, lambda *a: emitted.append(a))
+    status = app.test_client().get("/api/status").get_json()
+    demo7 = next(d for d in status["demos"] if d["number"] == 7)
+    assert set(demo7["latency"]) >= {"source→Kafka", "Kafka→Spark", "Spark→store"}
+    [row] = [r for r in status["accounting"] if r["stream"] == "vmstat_tumbling"]
+    assert (row["produced"], row["stored"], row["unaccounted"]) == (42, 42, 0)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'streamkit_query_lag_records{query="vmstat_tumbling@disk"} 0.0' in text
+    assert 'streamkit_unaccounted_records{store="disk",stream="vmstat_tumbling"} 0.0' in text
+    assert 'streamkit_stage_latency_seconds{demo="/demo7",quantile="0.5",stage="Spark→store"}' in text
+    assert "streamkit_source_sent_records_total" in text

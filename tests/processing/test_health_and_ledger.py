@@ -1,0 +1,50 @@
+"""Progress summaries and the ledger of stored records: pure, no Spark session."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from processing.health import lag_of, summarise_progress
+from processing.pipeline import Ledger
+from storage.base import ResultRow
+
+T0 = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+
+
+def test_summary_of_a_progress_report() -> None:
+    progress = {
+        "name": "vmstat_tumbling@disk", "batchId": 7, "timestamp": "2026-11-22T00:00:01.000Z",
+        "durationMs": {"triggerExecution": 812},
+        "sources": [{"numInputRows": 10, "inputRowsPerSecond": 9.5, "processedRowsPerSecond": 12.0,
+                     "endOffset": {"vmstat": {"0": 5, "1": 7}},
+                     "latestOffset": '{"vmstat":{"0":9,"1":7}}'}],
+        "stateOperators": [{"numRowsDroppedByWatermark": 2, "numRowsTotal": 30}],
+        "observedMetrics": {"vmstat_tumbling_input": {"rows": 10, "malformed": 1}},
+        "eventTime": {"watermark": "2026-11-22T00:00:00.000Z"},
+    }
+    s = summarise_progress(progress, "app")
+    assert (s["query"], s["batch_id"], s["input_rows"], s["batch_ms"]) == ("vmstat_tumbling@disk", 7, 10, 812)
+    assert (s["lag"], s["late_rows"], s["malformed"], s["state_rows"]) == (4, 2, 1, 30)
+
+
+def test_lag_is_unknown_without_a_latest_offset() -> None:
+    assert lag_of({"endOffset": {"t": {"0": 1}}}) is None
+
+
+def test_ledger_counts_each_window_once_however_often_it_is_rewritten() -> None:
+    ledger = Ledger()
+
+    def rows(counts: list[int]) -> list[ResultRow]:
+        return [ResultRow("vmstat_tumbling", "h", T0 + dt.timedelta(seconds=10 * i), T0, {"count": c})
+                for i, c in enumerate(counts)]
+
+    ledger.record("disk", rows([3]))
+    ledger.record("disk", rows([5, 1]))  # window 0 grew, window 1 opened
+    ledger.record("disk", rows([5, 1]))  # a replayed batch
+    assert ledger.total("disk", "vmstat_tumbling") == 6
+    ledger.record("disk", [ResultRow("nginx_edges", "h|INTERNET|api", T0, T0,
+                                     {"source": "INTERNET", "requests": 4}),
+                           ResultRow("nginx_edges", "h|api|local", T0, T0,
+                                     {"source": "api", "requests": 4})])
+    assert ledger.total("disk", "nginx_edges") == 4  # each request once, on its entry edge
+    assert ledger.total("disk", "vmstat_sliding") is None  # not accounted (windows overlap)
