@@ -45,6 +45,22 @@ __all__ = [
 
 #: The entry node of every view (Vizceral requires one; its example app calls it INTERNET).
 INTERNET = "INTERNET"
+#: Edge ends of a request without a host, a service or an upstream (nginx answered itself).
+DEFAULT_HOST = "default"
+UNKNOWN_SERVICE = "unknown"
+LOCAL = "local"
+
+
+def request_edges(host: str, service: str, upstream: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The host and the two edges one request makes: INTERNET -> service -> upstream (or local).
+
+    The Spark job (processing/nginx_traffic.py) does the same in SQL; this is the
+    definition both follow, used as it is by the batch export.
+    """
+    service = service or UNKNOWN_SERVICE
+    return host or DEFAULT_HOST, ((INTERNET, service), (service, upstream or LOCAL))
+
+
 #: What a virtual host that is literally called INTERNET is shown as.
 HOST_NAMED_INTERNET = "INTERNET (host)"
 #: A node whose 5xx share reaches this is ``warning``; ``danger`` from DANGER_ERROR_RATE.

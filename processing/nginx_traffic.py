@@ -23,21 +23,24 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import AccessRecord
 from common.settings import Settings
+from common.vizceral import DEFAULT_HOST, INTERNET, UNKNOWN_SERVICE
+from common.vizceral import LOCAL as VIZCERAL_LOCAL
 from processing import pipeline
 from processing.jobs import JobContext, run_job
 from storage.base import ResultRow
 
 STREAM = "nginx_edges"
-ENTRY = "INTERNET"
-LOCAL = "local"
+# Defined once in common.vizceral.request_edges; the SQL below follows it.
+ENTRY = INTERNET
+LOCAL = VIZCERAL_LOCAL
 VALUE_COLUMNS = ("host", "source", "target", "requests", "status_2xx", "status_3xx", "status_4xx",
                  "status_5xx", "error_rate", "p50_request_time", "p95_request_time", "bytes")
 
 
 def edges(records: DataFrame) -> DataFrame:
     """Two rows per request: (host, INTERNET, service) and (host, service, upstream or local)."""
-    host = F.coalesce(F.nullif(F.col("host"), F.lit("")), F.lit("default"))
-    service = F.coalesce(F.nullif(F.col("service"), F.lit("")), F.lit("unknown"))
+    host = F.coalesce(F.nullif(F.col("host"), F.lit("")), F.lit(DEFAULT_HOST))
+    service = F.coalesce(F.nullif(F.col("service"), F.lit("")), F.lit(UNKNOWN_SERVICE))
     upstream = F.coalesce(F.nullif(F.col("upstream"), F.lit("")), F.lit(LOCAL))
     pairs = F.array(
         F.struct(F.lit(ENTRY).alias("source"), service.alias("target")),
