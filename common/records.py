@@ -256,3 +256,13 @@ class CensusRow(Record):
 
     def key(self) -> str:
         return str(self.year)
+
+
+#: The record type each topic carries, by the topic's role in queue/topics.toml.
+BY_TOPIC_ROLE: dict[str, type[Record]] = {
+    "vmstat": VmstatSample,
+    "random": RandomNumber,
+    "nginx": AccessRecord,
+    "cases": CaseReport,
+    "census": CensusRow,
+}

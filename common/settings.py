@@ -142,6 +142,9 @@ class Settings:
     # Display and ingest servers
     display_host: str = setting("DISPLAY_HOST", "127.0.0.1", _str, "Display server address.")
     display_port: int = setting("DISPLAY_PORT", "5000", _int_range(0, 65535), "Display server port.")
+    display_threads: int = setting(
+        "DISPLAY_THREADS", "300", _int_range(4, 10_000),
+        "Threads of the display server: each connected Socket.IO client holds one.")
     ingest_host: str = setting("INGEST_HOST", "127.0.0.1", _str, "HTTP ingest address.")
     ingest_port: int = setting("INGEST_PORT", "5001", _int_range(0, 65535), "HTTP ingest port.")
     ingest_max_body_bytes: int = setting(

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from common import catalogue, kafka, topics
+from common import catalogue, kafka, records, topics
 from common.records import format_time, utc_now
 from display.hub import Hub
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict[str, Any], str], None]  # (event, data, namespace)
 
 RAW_TOPICS = tuple(sorted({d.raw_topic for d in catalogue.DEMOS if d.raw_topic}))
+#: What each raw topic must carry: a record that does not fit is counted, never pushed to a page.
+RAW_TYPES = {getattr(topics, role.upper()).name: kind
+             for role, kind in records.BY_TOPIC_ROLE.items()}
 FOLLOWED = (*RAW_TOPICS, topics.RESULTS.name, topics.HEALTH.name, topics.DEAD_LETTERS.name)
 
 
@@ -134,13 +137,17 @@ class KafkaFeed:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Kafka error: %s", error)
                 continue
+            topic = msg.topic()
             try:
                 value = json.loads(msg.value())
                 if not isinstance(value, dict):
                     raise ValueError("not a JSON object")
-            except (TypeError, ValueError):
+                if topic in RAW_TYPES and topic in RAW_TOPICS:
+                    records.from_json(RAW_TYPES[topic], value)  # RecordError is a ValueError
+            except (TypeError, ValueError) as e:
                 self.malformed += 1
                 self.hub.on_malformed()
+                log.debug("malformed message on %s: %s", topic, e)
                 continue
             value.setdefault("kafka_time", msg.timestamp()[1])
             batch[msg.topic()].append(value)

@@ -68,6 +68,8 @@ class Hub:
         }
         self._stored: dict[tuple[str, str], int] = {}
         self._queries: dict[str, dict[str, Any]] = {}
+        #: per query: how often it stopped with an error (the application restarts it)
+        self.query_failures: collections.Counter[str] = collections.Counter()
         self._sources: dict[str, dict[str, Any]] = {}
         self.clients: collections.Counter[str] = collections.Counter()
         self.dead_letters = RateMeter(span=60.0, clock=clock)
@@ -110,8 +112,11 @@ class Hub:
 
     def on_health(self, message: dict[str, Any]) -> None:
         with self._lock:
-            if message.get("component") == "processing" and message.get("query"):
+            kind = message.get("kind")
+            if kind == "query_progress" and message.get("query"):
                 self._queries[str(message["query"])] = message
+            elif kind == "query_terminated" and message.get("query"):
+                self.query_failures[str(message["query"])] += 1 if message.get("error") else 0
             elif message.get("component") == "input" and message.get("source"):
                 self._sources[str(message["source"])] = message
 
@@ -164,6 +169,7 @@ class Hub:
                 "time": self._wall(),
                 "demos": demos,
                 "queries": dict(self._queries),
+                "query_failures": dict(self.query_failures),
                 "sources": dict(self._sources),
                 "accounting": accounting_rows(self._sources.values(), self._queries,
                                               self._stored),

@@ -1,6 +1,6 @@
 """WSGI entry point for gunicorn (settings from the environment only)::
 
-    gunicorn -w 1 --threads 50 --no-control-socket -b 0.0.0.0:5000 display.wsgi:app
+    gunicorn -w 1 --threads 300 --no-control-socket -b 0.0.0.0:5000 display.wsgi:app
 
 One worker: the Kafka feed and the Socket.IO clients live in that process.
 """

@@ -111,6 +111,7 @@ class HealthReporter(StreamingQueryListener):
             self._publisher.flush()
 
     def onQueryStarted(self, event: Any) -> None:
+        self._names[str(event.id)] = str(event.name)
         self._send({"kind": "query_started", "component": "processing", "query": event.name})
 
     def onQueryProgress(self, event: Any) -> None:
@@ -146,8 +147,9 @@ class HealthReporter(StreamingQueryListener):
             self._send(idle)
 
     def onQueryTerminated(self, event: Any) -> None:
+        name = self._names.get(str(event.id), str(event.id))
         self._send({"kind": "query_terminated", "component": "processing",
-                    "query": str(event.id), "error": event.exception})
+                    "query": name, "error": event.exception})
 
     def close(self) -> None:
         if self._publisher is not None:

@@ -72,14 +72,19 @@ def spark_schema(record_type: type[records.Record]) -> StructType:
     return StructType(fields)
 
 
+ISO_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$"
+
+
 def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
                   observe_as: str | None = None) -> DataFrame:
     """Kafka rows -> one column per field of ``record_type``, plus ``_error`` and ``_offset``.
 
     The JSON is read with every field as text, then each field is converted
     with ``try_cast``; ``_error`` names the first problem: not a JSON object, a
-    required field missing, or a field of the wrong type. Rows with an error
-    are still returned (callers keep ``_error IS NULL`` and count the rest).
+    required field missing, or a field of the wrong type (times must be ISO 8601
+    with a zone, as ``common.records`` writes them). Rows with an error are still
+    returned (callers keep ``_error IS NULL`` and count the rest). A number where
+    text is expected is taken as its text (JSON parsing cannot tell them apart).
     """
     schema = spark_schema(record_type)
     as_text = StructType([StructField(f.name, StringType(), True) for f in schema.fields]
@@ -101,9 +106,15 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
     for f in schema.fields:
         raw = F.col(f"j.{f.name}")
         value = raw if isinstance(f.dataType, StringType) else raw.try_cast(f.dataType)
+        if isinstance(f.dataType, TimestampType):
+            value = F.when(raw.rlike(ISO_WITH_ZONE), value)
         columns.append(value.alias(f.name))
         if f.name in record_type.required:
             checks.append(F.when(raw.isNull(), F.lit(f"field {f.name} is missing or null")))
+        if isinstance(f.dataType, TimestampType):
+            # As common.records.parse_time: ISO 8601 with a zone, nothing Spark would also guess at.
+            checks.append(F.when(raw.isNotNull() & ~raw.rlike(ISO_WITH_ZONE),
+                                 F.lit(f"field {f.name} is not an ISO 8601 time with a zone")))
         if not isinstance(f.dataType, StringType):
             checks.append(F.when(raw.isNotNull() & value.isNull(),
                                  F.lit(f"field {f.name} is not a {f.dataType.simpleString()}")))

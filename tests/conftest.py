@@ -84,10 +84,13 @@ def checkpoint(tmp_path: Path) -> str:
 class RunningStack:
     """A `python -m stack` process on free ports, with its own data directory."""
 
-    def __init__(self, data_dir: Path, port: int, process: subprocess.Popen[bytes], out: Path) -> None:
+    def __init__(self, data_dir: Path, port: int, process: subprocess.Popen[bytes], out: Path,
+                 broker_port: int, ingest_port: int) -> None:
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.bootstrap = f"127.0.0.1:{broker_port}"
+        self.ingest_url = f"http://127.0.0.1:{ingest_port}"
         self.process = process
         self.out = out
 
@@ -121,15 +124,15 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     from common.waiting import eventually
 
     data_dir = tmp_path_factory.mktemp("stack").resolve()
-    port = free_port()
+    port, broker_port, ingest_port = free_port(), free_port(), free_port()
     out = data_dir / "stack.out"
-    env = {**os.environ, "DATA_DIR": str(data_dir), "BROKER_PORT": "0",
-           "DISPLAY_PORT": str(port), "INGEST_PORT": str(free_port()), "LOG_LEVEL": "info"}
+    env = {**os.environ, "DATA_DIR": str(data_dir), "BROKER_PORT": str(broker_port),
+           "DISPLAY_PORT": str(port), "INGEST_PORT": str(ingest_port), "LOG_LEVEL": "info"}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     with out.open("wb") as sink:
         process = subprocess.Popen([sys.executable, "-m", "stack"], env=env, stdout=sink,
                                    stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
-    stack = RunningStack(data_dir, port, process, out)
+    stack = RunningStack(data_dir, port, process, out, broker_port, ingest_port)
 
     def up() -> bool:
         try:

@@ -50,3 +50,23 @@ def test_raw_host_metrics_reach_demo1(running_stack: Any) -> None:
     finally:
         client.disconnect()
     assert updates[0]["topic"] == "vmstat" and updates[0]["records"][0]["host"]
+
+
+def test_the_index_accounts_for_every_record(running_stack: Any) -> None:
+    """produced = stored + late + malformed + lag, per stream, as the index shows it live."""
+    import json
+    import urllib.request
+
+    def balanced() -> dict[str, Any] | None:
+        with urllib.request.urlopen(f"{running_stack.url}/api/status", timeout=5) as r:
+            status = json.loads(r.read())
+        rows = {(a["stream"], a["store"]): a for a in status["accounting"]}
+        wanted = [rows.get(("vmstat_tumbling", "disk")), rows.get(("random_stats", "disk"))]
+        if all(w and w["produced"] and w["stored"] and w["unaccounted"] == 0 for w in wanted):
+            return rows
+        return None
+
+    rows = eventually(balanced, 150, "a moment where every accounted record is in its place",
+                      interval_s=0.5)
+    vmstat = rows[("vmstat_tumbling", "disk")]
+    assert vmstat["produced"] == vmstat["stored"] + vmstat["late"] + vmstat["malformed"] + vmstat["lag"]

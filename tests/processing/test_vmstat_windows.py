@@ -46,6 +46,9 @@ def test_parse_records_types_fields_and_names_what_is_wrong(spark: SparkSession)
         {"event_time": "2026-11-22T05:00:01.000Z", "host": "a", "cpu_user": "lots"},
         {"event_time": "last tuesday", "host": "a"},
         b"\x00\xff\xfe",
+        {"event_time": "12345", "host": "a"},  # Spark would read year 12345
+        {"event_time": "2026-11-22T05:00:01", "host": "a"},  # no zone
+        {"event_time": "2026-11-22T06:00:01+01:00", "host": "a"},
     ])
     rows = pipeline.parse_records(df, VmstatSample).orderBy("_offset").collect()
     assert rows[0]["_error"] is None and rows[0]["cpu_user"] == 12.5 and rows[0]["host"] == "a"
@@ -54,9 +57,13 @@ def test_parse_records_types_fields_and_names_what_is_wrong(spark: SparkSession)
         "not a JSON object",
         "field event_time is missing or null",
         "field cpu_user is not a double",
-        "field event_time is not a timestamp",
+        "field event_time is not an ISO 8601 time with a zone",
         "not a JSON object",
+        "field event_time is not an ISO 8601 time with a zone",
+        "field event_time is not an ISO 8601 time with a zone",
+        None,
     ]
+    assert rows[-1]["event_time"] == rows[0]["event_time"]  # 06:00:01+01:00 is 05:00:01 UTC
 
 
 def test_tumbling_windows_per_host(spark: SparkSession) -> None:

@@ -35,7 +35,9 @@
         cell(String(q.processed_rate), "num"), cell(String(q.batch_ms ?? "–"), "num"),
         cell(q.lag == null ? "–" : String(q.lag), "num" + (q.lag > 10000 ? " warn" : "")),
         cell(String((q.totals && q.totals.late_rows) || 0), "num" + (q.totals && q.totals.late_rows ? " warn" : "")),
-        cell(String(malformed), "num" + (malformed ? " warn" : "")), cell(q.watermark || "–"));
+        cell(String(malformed), "num" + (malformed ? " warn" : "")),
+        cell(String((status.query_failures || {})[q.query] || 0), "num" + ((status.query_failures || {})[q.query] ? " warn" : "")),
+        cell(q.idle ? "idle" : (q.watermark || "–")));
       return tr;
     }));
   }
