@@ -56,7 +56,8 @@ def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
                     continue
                 timing = value.get("timing") if isinstance(value.get("timing"), dict) else {}
                 for demo in hub.on_results(stream, str(store), len(rows), timing, pushed_at,
-                                           value.get("stored_records")):
+                                           value.get("stored_records"), value.get("query"),
+                                           value.get("batch_id")):
                     emit("update", {"stream": stream, "store": store, "rows": rows,
                                     "batch_id": value.get("batch_id"),
                                     "written_at": value.get("written_at"),

@@ -121,13 +121,26 @@ class StageLatency:
 
 
 def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, Mapping[str, Any]],
-                    stored: Mapping[tuple[str, str], int]) -> list[dict[str, Any]]:
-    """One row per accounted stream and store: produced = stored + late + malformed + lag?
+                    stored: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per accounted stream and store, its figures taken at the same micro-batch.
+
+    A query's progress report (batch ``b``: rows read, late and malformed since the
+    application started) and its results messages (records stored as of batch ``b``)
+    arrive separately; comparing them at the same batch makes the check exact.
+
+    Late records: Spark counts the *groups* it drops at the watermark
+    (``numRowsDroppedByWatermark``: rows are pre-aggregated per window before the state
+    store, so 50 late records of one window count as 1). The records are
+    ``late = read - malformed - stored``, and Spark's group count checks them: no dropped
+    group means no late record, and each dropped group holds at least one.
+    ``unaccounted`` is what breaks that check (0 unless a record was lost or counted
+    twice). ``not_read_yet`` is what the sources published that the query had not read
+    at its last report (records in flight, or a query falling behind).
 
     Args:
         sources: the latest ``source_progress`` message of each source (``topic``, ``sent``).
-        queries: the latest ``query_progress`` message per query name (``totals``, ``lag``).
-        stored: (stream, store) -> records accounted for in its stored rows.
+        queries: the latest ``query_progress`` message per query name (``batch_id``, ``totals``).
+        stored: (stream, store) -> {"query": name, "batches": {batch id: records stored}}.
     """
     produced: dict[str, int] = collections.Counter()
     for s in sources:
@@ -135,23 +148,33 @@ def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, 
             if topic:
                 produced[topic] += int(s.get("sent") or 0)
     rows = []
-    for (stream_name, store), in_store in sorted(stored.items()):
+    for (stream_name, store), entry in sorted(stored.items()):
         stream = catalogue.STREAMS.get(stream_name)
         if stream is None or stream.accounting is None:
             continue
         acc = stream.accounting
-        query = queries.get(f"{acc.query}@{store}") or {}
-        totals = query.get("totals") or {}
+        name = entry.get("query") or f"{acc.query}@{store}"
+        progress = queries.get(name) or {}
+        totals = progress.get("totals") or {}
+        batch = progress.get("batch_id")
+        batches: Mapping[int, int] = entry.get("batches") or {}
+        # Records stored as of the reported batch (a batch that stored nothing sent nothing).
+        known = [b for b in batches if isinstance(batch, int) and b <= batch]
+        in_store = batches[max(known)] if known else None
         topic = getattr(topics, acc.topic.upper()).name
-        late = int(totals.get("late_rows") or 0)
+        read = totals.get("input_rows")
+        late_groups = int(totals.get("late_rows") or 0)
         malformed = int(totals.get("malformed") or 0)
-        lag = int(query.get("lag") or 0)
         row: dict[str, Any] = {
-            "stream": stream_name, "store": store, "topic": topic,
-            "produced": produced.get(topic), "read": totals.get("input_rows"),
-            "stored": in_store, "late": late, "malformed": malformed, "lag": lag,
+            "stream": stream_name, "store": store, "topic": topic, "query": name,
+            "batch": batch, "produced": produced.get(topic), "read": read, "stored": in_store,
+            "late": None, "late_groups": late_groups, "malformed": malformed,
         }
-        if row["produced"] is not None:
-            row["unaccounted"] = row["produced"] - in_store - late - malformed - lag
+        if read is not None and in_store is not None:
+            late = int(read) - malformed - in_store
+            row["late"] = late
+            row["unaccounted"] = late if late_groups == 0 else min(0, late - late_groups)
+        if read is not None and row["produced"] is not None:
+            row["not_read_yet"] = row["produced"] - int(read)
         rows.append(row)
     return rows

@@ -66,7 +66,8 @@ class Hub:
                                 recent=collections.deque(maxlen=history_size))
             for d in catalogue.DEMOS
         }
-        self._stored: dict[tuple[str, str], int] = {}
+        #: (stream, store) -> {query, batch id -> records stored as of that batch}
+        self._stored: dict[tuple[str, str], dict[str, Any]] = {}
         self._queries: dict[str, dict[str, Any]] = {}
         #: per query: how often it stopped with an error (the application restarts it)
         self.query_failures: collections.Counter[str] = collections.Counter()
@@ -94,13 +95,19 @@ class Hub:
         return shown
 
     def on_results(self, stream: str, store: str, rows: int, timing: dict[str, Any] | None = None,
-                   pushed_at: str | None = None, stored_records: int | None = None
+                   pushed_at: str | None = None, stored_records: int | None = None,
+                   query: str | None = None, batch_id: int | None = None
                    ) -> list[catalogue.Demo]:
         """A job pushed ``rows`` result rows of ``stream`` from ``store``; returns the demos."""
         shown = []
         with self._lock:
             if stored_records is not None:
-                self._stored[(stream, store)] = int(stored_records)
+                entry = self._stored.setdefault((stream, store), {"query": query, "batches": {}})
+                batches = entry["batches"]
+                if isinstance(batch_id, int):
+                    batches[batch_id] = int(stored_records)
+                    for old in sorted(batches)[:-50]:  # the last 50 batches are plenty
+                        del batches[old]
             stages = result_stages(timing or {}, pushed_at) if pushed_at else {}
             for state in self._demos.values():
                 if stream in state.demo.streams and state.demo.store == store:

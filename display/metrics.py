@@ -78,12 +78,18 @@ class StatusCollector(Collector):
 
         unaccounted = GaugeMetricFamily(
             "streamkit_unaccounted_records",
-            "Produced minus (stored + late + malformed + lag); 0 when nothing is lost",
+            "Read minus (stored + late + malformed) at the same batch; 0 when nothing is lost",
             labels=["stream", "store"])
+        unread = GaugeMetricFamily(
+            "streamkit_not_read_yet_records",
+            "Published by the sources minus read by the query (in flight)", labels=["stream", "store"])
         for row in status.get("accounting") or []:
             if row.get("unaccounted") is not None:
                 unaccounted.add_metric([row["stream"], row["store"]], row["unaccounted"])
+            if row.get("not_read_yet") is not None:
+                unread.add_metric([row["stream"], row["store"]], row["not_read_yet"])
         yield unaccounted
+        yield unread
         dead = CounterMetricFamily("streamkit_dead_letters",
                                    "Messages on the dead-letters topic since the server started")
         dead.add_metric([], status["dead_letters_total"])

@@ -115,8 +115,11 @@ class JobContext:
     def start(self, df: DataFrame, stream: str, store: str,
               writer: Callable[[DataFrame, int], None], output_mode: str = "update"
               ) -> StreamingQuery:
+        name = f"{stream}@{store}"
+        if isinstance(writer, pipeline.ResultWriter):
+            writer.query = name  # results messages say which query wrote them, for the ledger
         return pipeline.start_query(
-            df, f"{stream}@{store}", writer, self.settings, output_mode=output_mode,
+            df, name, writer, self.settings, output_mode=output_mode,
             available_now=self.available_now, checkpoint_name=f"{stream}-{store}",
         )
 

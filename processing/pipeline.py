@@ -226,6 +226,7 @@ class ResultWriter:
                  publish: Callable[[dict[str, Any]], None] | None = None,
                  ledger: Ledger | None = None) -> None:
         self.stream = stream
+        self.query: str | None = None  # the query's name, set when it starts
         self.ledger = ledger if ledger is not None else Ledger()
         self.to_rows = to_rows
         self._open_store = open_store
@@ -287,6 +288,7 @@ class ResultWriter:
                 self._send({
                     "stream": stream,
                     "store": self.store.kind,
+                    "query": self.query,
                     "batch_id": batch_id,
                     "written_at": written,
                     "batch_seconds": round(time.time() - (started or time.time()), 3),

@@ -160,3 +160,12 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
             proc.kill()
         assert code == 0, f"stack exited with {code}:\n{stack.output()}"
         assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that use the whole running stack last, together.
+
+    The stack (a broker, a Spark application with every job, the sources) keeps two cores
+    busy while it runs; started early, it would slow every test after it.
+    """
+    items.sort(key=lambda item: "running_stack" in getattr(item, "fixturenames", ()))

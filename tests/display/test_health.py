@@ -49,15 +49,29 @@ def test_percentiles_and_the_last_minute() -> None:
 def test_accounting_balances_and_shows_what_is_missing() -> None:
     sources = [{"source": "vmstat", "topic": "vmstat", "sent": 100},
                {"source": "ingest", "topic": "cases", "sent": 10}]
-    queries = {"vmstat_tumbling@disk": {"totals": {"input_rows": 97, "late_rows": 2, "malformed": 1},
-                                        "lag": 3},
-               "cases_totals@disk": {"totals": {"input_rows": 10, "late_rows": 0, "malformed": 0},
-                                     "lag": 0}}
-    rows = accounting_rows(sources, queries, {("vmstat_tumbling", "disk"): 94,
-                                              ("cases_by_state", "disk"): 9})
-    by = {r["stream"]: r for r in rows}
-    assert by["vmstat_tumbling"]["unaccounted"] == 0
-    assert by["cases_by_state"]["unaccounted"] == 1  # one case lost somewhere: shown, not hidden
+    queries = {"vmstat_tumbling@disk": {"batch_id": 7, "lag": 3,
+                                        "totals": {"input_rows": 97, "late_rows": 2, "malformed": 1}},
+               "cases_totals@disk": {"batch_id": 3,
+                                     "totals": {"input_rows": 10, "late_rows": 0, "malformed": 0}}}
+    stored = {("vmstat_tumbling", "disk"): {"query": "vmstat_tumbling@disk",
+                                            "batches": {5: 80, 6: 94, 8: 99}},  # 8: not reported yet
+              ("cases_by_state", "disk"): {"query": "cases_totals@disk", "batches": {3: 9}}}
+    by = {r["stream"]: r for r in accounting_rows(sources, queries, stored)}
+    vmstat = by["vmstat_tumbling"]
+    assert (vmstat["stored"], vmstat["late"], vmstat["unaccounted"]) == (94, 2, 0)
+    assert vmstat["not_read_yet"] == 3  # in flight, not lost
+    assert by["cases_by_state"]["unaccounted"] == 1  # no late group, yet a case missing: shown
+
+
+def test_late_records_need_a_dropped_group() -> None:
+    queries = {"random_stats@disk": {"batch_id": 2,
+                                     "totals": {"input_rows": 100, "late_rows": 1, "malformed": 0}}}
+    stored = {("random_stats", "disk"): {"query": "random_stats@disk", "batches": {2: 50}}}
+    [row] = accounting_rows([], queries, stored)
+    assert (row["late"], row["late_groups"], row["unaccounted"]) == (50, 1, 0)  # 50 in one window
+    stored = {("random_stats", "disk"): {"query": "random_stats@disk", "batches": {2: 101}}}
+    [row] = accounting_rows([], queries, stored)
+    assert row["unaccounted"] == -2  # more stored than read: counted twice
 
 
 def test_status_and_metrics_after_pushed_results(tmp_path: Path) -> None:
@@ -69,8 +83,8 @@ def test_status_and_metrics_after_pushed_results(tmp_path: Path) -> None:
     emitted: list[Any] = []
     route(hub, {
         "results": [{"stream": "vmstat_tumbling", "store": "disk", "rows": [], "timing": TIMING,
-                     "stored_records": 42}],
-        "health": [{"kind": "query_progress", "component": "processing",
+                     "stored_records": 42, "query": "vmstat_tumbling@disk", "batch_id": 4}],
+        "health": [{"kind": "query_progress", "component": "processing", "batch_id": 4,
                     "query": "vmstat_tumbling@disk", "lag": 0, "input_rate": 1.0, "batch_ms": 800,
                     "totals": {"input_rows": 42, "late_rows": 0, "malformed": 0}},
                    {"kind": "source_progress", "component": "input", "source": "vmstat",

@@ -104,10 +104,12 @@
     document.querySelector("#accounting tbody").replaceChildren(...rows.map((r) => {
       const tr = document.createElement("tr");
       const off = r.unaccounted != null && r.unaccounted !== 0;
-      tr.append(cell(r.stream), cell(r.store), cell(r.topic), cell(n(r.produced), "num"), cell(n(r.read), "num"),
-        cell(n(r.stored), "num"), cell(n(r.late), "num" + (r.late ? " warn" : "")),
-        cell(n(r.malformed), "num" + (r.malformed ? " warn" : "")), cell(n(r.lag), "num"),
-        cell(n(r.unaccounted), "num " + (off ? "warn" : "good")));
+      tr.append(cell(r.stream), cell(r.store), cell(r.topic), cell(n(r.produced), "num"),
+        cell(n(r.not_read_yet), "num"), cell(n(r.read), "num"),
+        cell(n(r.stored), "num"), Object.assign(cell(n(r.late), "num" + (r.late ? " warn" : "")),
+          { title: `Spark dropped ${r.late_groups} window group(s) holding these records` }),
+        cell(n(r.malformed), "num" + (r.malformed ? " warn" : "")), cell(n(r.batch), "num"),
+        cell(n(r.unaccounted), "num " + (off ? "bad" : "good")));
       return tr;
     }));
   }
