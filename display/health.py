@@ -120,6 +120,37 @@ class StageLatency:
         }
 
 
+def _produced_by(reports: Iterable[Mapping[str, Any]], cut: dt.datetime | None
+                 ) -> tuple[dict[str, int], set[str]]:
+    """Records sent per topic, from each source's first report at or after ``cut``.
+
+    ``reports`` is every kept ``source_progress`` message, oldest first. Without a
+    ``cut``, each source's latest report counts. Returns (topic -> sent, topics with
+    a source that has not reported since ``cut`` yet).
+    """
+    chosen: dict[str, Mapping[str, Any]] = {}
+    waiting: dict[str, Mapping[str, Any]] = {}
+    for report in reports:
+        name = str(report.get("source"))
+        if cut is None:
+            chosen[name] = report
+            continue
+        when = _time(report.get("time"))
+        if name not in chosen and when is not None and when >= cut:
+            chosen[name] = report
+        waiting[name] = report
+    produced: dict[str, int] = collections.Counter()
+    pending: set[str] = set()
+    for name in {*chosen, *waiting}:
+        report = chosen.get(name) or waiting[name]
+        for topic in str(report.get("topic") or "").split(","):
+            if topic:
+                produced[topic] += int(report.get("sent") or 0)
+                if name not in chosen:
+                    pending.add(topic)
+    return produced, pending
+
+
 def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, Mapping[str, Any]],
                     stored: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per accounted stream and store, its figures taken at the same micro-batch.
@@ -134,19 +165,27 @@ def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, 
     ``late = read - malformed - stored``, and Spark's group count checks them: no dropped
     group means no late record, and each dropped group holds at least one.
     ``unaccounted`` is what breaks that check (0 unless a record was lost or counted
-    twice). ``not_read_yet`` is what the sources published that the query had not read
-    at its last report (records in flight, or a query falling behind).
+    twice).
+
+    ``not_read_yet`` is what the sources had published that the batch did not read
+    (records in flight, or a query falling behind): ``produced - (read - malformed)``.
+    The kit's sources publish only well-formed records (they dead-letter the rest), so a
+    malformed record on a topic came from another producer and is no part of ``produced``. The sources report every few
+    seconds, apart from the query, so ``produced`` comes from each source's first
+    report after the batch fixed its offsets (its trigger time plus its duration):
+    everything the batch could read had been sent by then, so ``not_read_yet`` is
+    never negative unless records came from elsewhere. Until such a report arrives,
+    ``not_read_yet`` is None (comparing with an older report made it negative: the
+    query had read records sent after it).
 
     Args:
-        sources: the latest ``source_progress`` message of each source (``topic``, ``sent``).
-        queries: the latest ``query_progress`` message per query name (``batch_id``, ``totals``).
+        sources: ``source_progress`` messages (``source``, ``topic``, ``sent``, ``time``),
+            oldest first; a few per source, so that one after each batch is there.
+        queries: the latest ``query_progress`` message per query name (``batch_id``,
+            ``totals``, ``time``: the trigger's start, ``batch_ms``).
         stored: (stream, store) -> {"query": name, "batches": {batch id: records stored}}.
     """
-    produced: dict[str, int] = collections.Counter()
-    for s in sources:
-        for topic in str(s.get("topic") or "").split(","):
-            if topic:
-                produced[topic] += int(s.get("sent") or 0)
+    reports = list(sources)
     rows = []
     for (stream_name, store), entry in sorted(stored.items()):
         stream = catalogue.STREAMS.get(stream_name)
@@ -158,6 +197,10 @@ def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, 
         totals = progress.get("totals") or {}
         batch = progress.get("batch_id")
         batches: Mapping[int, int] = entry.get("batches") or {}
+        started = _time(progress.get("time"))
+        cut = (started + dt.timedelta(milliseconds=int(progress.get("batch_ms") or 0))
+               if started is not None else None)
+        produced, pending = _produced_by(reports, cut)
         # Records stored as of the reported batch (a batch that stored nothing sent nothing).
         known = [b for b in batches if isinstance(batch, int) and b <= batch]
         in_store = batches[max(known)] if known else None
@@ -169,12 +212,13 @@ def accounting_rows(sources: Iterable[Mapping[str, Any]], queries: Mapping[str, 
             "stream": stream_name, "store": store, "topic": topic, "query": name,
             "batch": batch, "produced": produced.get(topic), "read": read, "stored": in_store,
             "late": None, "late_groups": late_groups, "malformed": malformed,
+            "unaccounted": None, "not_read_yet": None,
         }
         if read is not None and in_store is not None:
             late = int(read) - malformed - in_store
             row["late"] = late
             row["unaccounted"] = late if late_groups == 0 else min(0, late - late_groups)
-        if read is not None and row["produced"] is not None:
-            row["not_read_yet"] = row["produced"] - int(read)
+        if read is not None and row["produced"] is not None and topic not in pending:
+            row["not_read_yet"] = row["produced"] - (int(read) - malformed)
         rows.append(row)
     return rows

@@ -72,6 +72,8 @@ class Hub:
         #: per query: how often it stopped with an error (the application restarts it)
         self.query_failures: collections.Counter[str] = collections.Counter()
         self._sources: dict[str, dict[str, Any]] = {}
+        #: every source's recent reports, oldest first (accounting matches them to batches)
+        self._source_reports: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self.clients: collections.Counter[str] = collections.Counter()
         self.dead_letters = RateMeter(span=60.0, clock=clock)
         self.malformed = 0  # messages on followed topics that were not JSON objects
@@ -126,6 +128,7 @@ class Hub:
                 self.query_failures[str(message["query"])] += 1 if message.get("error") else 0
             elif message.get("component") == "input" and message.get("source"):
                 self._sources[str(message["source"])] = message
+                self._source_reports.append(message)
 
     def on_dead_letter(self, n: int = 1) -> None:
         with self._lock:
@@ -178,7 +181,7 @@ class Hub:
                 "queries": dict(self._queries),
                 "query_failures": dict(self.query_failures),
                 "sources": dict(self._sources),
-                "accounting": accounting_rows(self._sources.values(), self._queries,
+                "accounting": accounting_rows(self._source_reports, self._queries,
                                               self._stored),
                 "dead_letters_per_min": round(self.dead_letters.rate() * 60, 1),
                 "dead_letters_total": self.dead_letters.total,

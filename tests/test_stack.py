@@ -65,8 +65,12 @@ def test_the_index_accounts_for_every_record(running_stack: Any) -> None:
 
     def reported() -> dict[tuple[str, str], dict[str, Any]] | None:
         rows = status()
-        ready = all(rows.get(w, {}).get("unaccounted") is not None and rows[w]["read"] for w in wanted)
-        return rows if ready else None
+        return rows if all(complete(rows.get(w, {})) for w in wanted) else None
+
+    def complete(row: dict[str, Any]) -> bool:
+        """Reported at one batch, with a source report from after it."""
+        return bool(row.get("read")) and row.get("unaccounted") is not None \
+            and row.get("not_read_yet") is not None
 
     rows = eventually(reported, 150, "accounting for the host metrics and random numbers", interval_s=1)
     for _ in range(5):  # at every report, not once by luck
@@ -78,6 +82,6 @@ def test_the_index_accounts_for_every_record(running_stack: Any) -> None:
 
         def next_reports(seen: dict[Any, Any] = seen) -> dict[tuple[str, str], dict[str, Any]] | None:
             r = status()
-            return r if all(r[w]["batch"] != seen[w] for w in wanted) else None
+            return r if all(r[w]["batch"] != seen[w] and complete(r[w]) for w in wanted) else None
 
         rows = eventually(next_reports, 60, "the next reports", interval_s=0.5)

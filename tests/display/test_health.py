@@ -59,7 +59,7 @@ def test_accounting_balances_and_shows_what_is_missing() -> None:
     by = {r["stream"]: r for r in accounting_rows(sources, queries, stored)}
     vmstat = by["vmstat_tumbling"]
     assert (vmstat["stored"], vmstat["late"], vmstat["unaccounted"]) == (94, 2, 0)
-    assert vmstat["not_read_yet"] == 3  # in flight, not lost
+    assert vmstat["not_read_yet"] == 4  # in flight, not lost (the malformed one came from elsewhere)
     assert by["cases_by_state"]["unaccounted"] == 1  # no late group, yet a case missing: shown
 
 
@@ -100,3 +100,22 @@ def test_status_and_metrics_after_pushed_results(tmp_path: Path) -> None:
     assert 'streamkit_unaccounted_records{store="disk",stream="vmstat_tumbling"} 0.0' in text
     assert 'streamkit_stage_latency_seconds{demo="/demo7",quantile="0.5",stage="Spark→store"}' in text
     assert "streamkit_source_sent_records_total" in text
+
+
+def test_not_read_yet_compares_with_a_source_report_sent_after_the_batch() -> None:
+    """A source report older than the batch would make ``not_read_yet`` negative (seen in CI)."""
+    def report(sent: int, second: int) -> dict[str, Any]:
+        return {"source": "vmstat", "topic": "vmstat", "sent": sent,
+                "time": f"2026-01-01T00:00:{second:02d}Z"}
+
+    queries = {"vmstat_tumbling@disk": {"batch_id": 4, "time": "2026-01-01T00:00:10Z",
+                                        "batch_ms": 1500,
+                                        "totals": {"input_rows": 120, "malformed": 0}}}
+    stored = {("vmstat_tumbling", "disk"): {"query": "vmstat_tumbling@disk", "batches": {4: 120}}}
+    [row] = accounting_rows([report(100, 8), report(107, 10)], queries, stored)
+    assert row["not_read_yet"] is None  # no report since the batch fixed its offsets (11.5 s)
+    [row] = accounting_rows([report(100, 8), report(130, 12), report(150, 14)], queries, stored)
+    assert (row["produced"], row["not_read_yet"]) == (130, 10)  # the first report after it
+    queries["vmstat_tumbling@disk"]["totals"]["malformed"] = 20  # injected by another producer
+    [row] = accounting_rows([report(130, 12)], queries, stored)
+    assert row["not_read_yet"] == 30
