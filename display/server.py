@@ -161,6 +161,34 @@ class Display:
                 store.close()
 
 
+def _close_websockets_quietly() -> None:
+    """Make closing a WebSocket whose socket is already closed a no-op, not a traceback.
+
+    engine.io's writer thread closes its WebSocket when the connection ends, and
+    simple-websocket's reader thread closes the socket when the peer goes; the
+    writer checks ``connected`` and then sends a close frame, so when the two
+    race (seen in CI with 200 clients at shutdown) the send hits a closed file
+    descriptor and the thread dies with ``OSError: [Errno 9] Bad file descriptor``.
+    Nothing is lost: the connection was over either way. Logged at DEBUG.
+    """
+    from engineio.async_drivers import _websocket_wsgi
+    from simple_websocket import ConnectionClosed
+
+    cls = _websocket_wsgi.SimpleWebSocketWSGI
+    if getattr(cls.close, "_quiet", False):
+        return
+    original = cls.close
+
+    def close(self: Any) -> None:
+        try:
+            original(self)
+        except (OSError, ConnectionClosed) as error:  # the peer or the reader closed it first
+            log.debug("WebSocket already closed when closing it: %s", error)
+
+    close._quiet = True  # type: ignore[attr-defined]
+    cls.close = close
+
+
 def create_app(settings: Settings, stores: dict[str, Any] | None = None,
                hub: Hub | None = None, start_feed: bool = True) -> tuple[Flask, SocketIO, Display]:
     """Build the app. ``stores`` (kind -> store) and ``hub`` may be given by tests.
@@ -174,6 +202,7 @@ def create_app(settings: Settings, stores: dict[str, Any] | None = None,
         port = settings.display_port
         origins = [*settings.cors_origins, f"http://127.0.0.1:{port}", f"http://localhost:{port}",
                    f"http://{settings.display_host}:{port}"]
+    _close_websockets_quietly()
     socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=origins,
                         ping_interval=10, ping_timeout=10)
     display = Display(settings, hub or Hub(), stores)

@@ -123,3 +123,20 @@ def test_vendor_files_are_served_and_others_are_not(app_parts: Any) -> None:
     assert client.get("/vendor/d3.min.js").status_code == 200
     assert client.get("/vendor/../server.py").status_code == 404
     assert client.get("/vendor/evil.js").status_code == 404
+
+
+def test_closing_a_websocket_whose_socket_is_gone_is_quiet(app_parts: Any) -> None:
+    """The shutdown race seen in CI: engine.io's writer closes a socket the reader closed."""
+    import errno
+    import types
+
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+    from simple_websocket import ConnectionClosed
+
+    for error in (OSError(errno.EBADF, "Bad file descriptor"), ConnectionClosed()):
+        def close(error: Exception = error) -> None:
+            raise error
+
+        wrapper = SimpleWebSocketWSGI.__new__(SimpleWebSocketWSGI)
+        wrapper.ws = types.SimpleNamespace(connected=True, close=close)
+        wrapper.close()  # raised before create_app patched it
