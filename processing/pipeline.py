@@ -316,8 +316,33 @@ def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], Non
     else:
         writer_stream = writer_stream.trigger(processingTime=f"{settings.trigger_seconds:g} seconds")
     query = writer_stream.start()
+    wait_until_initialised(query)
     log.info("query %s started (checkpoint %s)", name, checkpoint)
     return query
+
+
+#: How long a query may take to initialise its sources before the next one starts anyway.
+INITIALISE_TIMEOUT_S = 120.0
+
+
+def wait_until_initialised(query: StreamingQuery, timeout_s: float = INITIALISE_TIMEOUT_S) -> None:
+    """Wait until ``query`` has initialised its sources (or stopped), so queries start one by one.
+
+    A Python data source's streaming reader runs in a Python process of its own,
+    started per query while its status is "Initializing sources", and Spark gives
+    that process a fixed 10 s to connect back (``PythonWorkerFactory``, not a
+    setting in Spark 4.3). A dozen queries started at once on 2 cores start a
+    dozen interpreters at once (measured: 3 at once took 2.8 s; in CI a stack of
+    12 failed with "Python worker failed to connect back"). One at a time, each
+    takes about a second.
+    """
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and str(query.status.get("message", "")).startswith("Initializing"):
+        if time.monotonic() > deadline:
+            log.warning("query %s still initialising after %.0f s; starting the next one",
+                        query.name, timeout_s)
+            return
+        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
