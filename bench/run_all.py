@@ -1,0 +1,124 @@
+"""Run every benchmark in ``bench/`` (what ``make bench`` does) and merge their figures.
+
+Each benchmark runs as its own process, one after another (they would disturb each
+other on 2 cores): ``nginx_parse.py`` (NGINX parser, one core), ``e2e_latency.py``
+(latency, start-up time and memory of the embedded stack, and of the baseline),
+``throughput.py`` (highest sustained rate of the windowed job, and of the baseline).
+``kafka_source.py`` (the Spark Kafka source alone) runs with ``--all``. Their output
+streams through; at the end, a summary table with each target and, as the last line,
+one JSON object merging every benchmark's figures, with the machine and its load.
+
+Run: ``.venv/bin/python bench/run_all.py [--quick] [--all] [--only NAME[,NAME]]``.
+``--quick`` is a smoke run of a few minutes (short measurements, fewer steps); the
+figures of a quick run are not the benchmark's figures. A full run takes about 20 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import PY, ROOT, emit, loadavg, machine, say, table
+
+BENCHMARKS = {
+    "nginx_parse": (["bench/nginx_parse.py"], ["--repeat", "2", "--lines", "200000"]),
+    "e2e_latency": (["bench/e2e_latency.py"], ["--quick"]),
+    "throughput": (["bench/throughput.py"], ["--quick"]),
+    "kafka_source": (["bench/kafka_source.py"], ["--records", "200000"]),
+}
+DEFAULT = ("nginx_parse", "e2e_latency", "throughput")
+
+#: (key, label, target, met(value)) of the summary table.
+TARGETS: list[tuple[str, str, str, Any]] = [
+    ("e2e_p50_s", "end-to-end latency p50 (s)", "<= 1.0", lambda v: v <= 1.0),
+    ("e2e_p95_s", "end-to-end latency p95 (s)", "<= 1.5", lambda v: v <= 1.5),
+    ("raw_p95_ms", "raw path latency p95 (ms)", "<= 50", lambda v: v <= 50),
+    ("max_sustained_eps", "max sustained rate (events/s)", ">= 50,000", lambda v: v >= 50_000),
+    ("nginx_lines_per_s", "NGINX parser (lines/s, one core)", ">= 200,000", lambda v: v >= 200_000),
+    ("peak_rss_mib", "peak RSS of the stack (MiB)", "<= 2,048", lambda v: v <= 2048),
+    ("first_update_s", "make run -> first windowed update (s)", "<= 30", lambda v: v <= 30),
+    ("baseline_max_sustained_eps", "baseline max sustained (events/s)", "-", None),
+    ("baseline_e2e_p50_s", "baseline latency p50 (s)", "-", None),
+    ("latency_ratio_p50", "latency Spark / baseline (p50)", "-", None),
+    ("throughput_ratio", "throughput Spark / baseline", "-", None),
+]
+
+
+def run(name: str, quick: bool) -> dict[str, Any]:
+    script, quick_args = BENCHMARKS[name]
+    argv = [PY, *script, *(quick_args if quick else [])]
+    say(f"=== {name}: {' '.join(argv[1:])}")
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    last = ""
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            if line.strip():
+                last = line
+        code = proc.wait()
+    except BaseException:
+        proc.terminate()  # it stops its own children in its ``finally``
+        proc.wait(120)
+        raise
+    elapsed = time.monotonic() - started
+    if code != 0:
+        say(f"=== {name} failed with exit code {code} after {elapsed:.0f} s")
+        return {f"{name}_error": f"exit code {code}"}
+    try:
+        figures = json.loads(last)
+    except ValueError:
+        return {f"{name}_error": "no JSON on the last line"}
+    say(f"=== {name} done in {elapsed:.0f} s")
+    figures.pop("machine", None)
+    return {**figures, f"{name}_seconds": round(elapsed)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run (minutes)")
+    parser.add_argument("--all", action="store_true", help="also bench/kafka_source.py")
+    parser.add_argument("--only", help=f"comma-separated, from {', '.join(BENCHMARKS)}")
+    args = parser.parse_args()
+    names = list(DEFAULT) + (["kafka_source"] if args.all else [])
+    if args.only:
+        names = [n.strip() for n in args.only.split(",")]
+        unknown = [n for n in names if n not in BENCHMARKS]
+        if unknown:
+            parser.error(f"unknown benchmarks {unknown}")
+    info = machine()
+    started = time.monotonic()
+    merged: dict[str, Any] = {"machine": info, "quick": args.quick, "load_avg_start": loadavg()}
+    for name in names:
+        merged.update(run(name, args.quick))
+    merged["load_avg_end"] = loadavg()
+    merged["total_seconds"] = round(time.monotonic() - started)
+    print()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
+          f"{info['os']}, Python {info['python']}, Java {info['java']}, pyspark "
+          f"{info.get('pyspark')}; load {merged['load_avg_start']} -> {merged['load_avg_end']}")
+    rows = []
+    for key, label, target, met in TARGETS:
+        value = merged.get(key)
+        ok = None if value is None or met is None else ("met" if met(value) else "NOT met")
+        rows.append((label, value, target, ok or "-"))
+    print(table(["figure", "measured", "target", ""], rows))
+    if args.quick:
+        print("(quick run: short measurements, not the benchmark's figures)")
+    emit(merged)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

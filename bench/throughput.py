@@ -1,0 +1,333 @@
+"""Benchmark: the highest input rate the windowed host-metrics job holds, and the baseline's.
+
+For each engine, one fresh embedded broker (``EmbeddedBroker``, port 0) and one long-lived
+consumer of the ``vmstat`` topic, as a user runs them:
+
+* ``spark``: ``python -m processing.vmstat_windows`` (both queries: 10 s tumbling and
+  1 min sliding windows, 1 s trigger, ``local[2]``), writing SQLite and ``results``;
+* ``baseline``: ``bench/baseline.py``, the same windows in one plain Python process.
+
+Then steps of a fixed input rate (default 5k, 10k, 20k, 40k, 80k records/s), each from a
+load generator on the same 2 cores (``bench/_load.py --mode fast``: the records of the
+kit's host-metrics source, pre-encoded, about a sixth of a core at 80k/s) with its own
+hosts: WARMUP s (default 10) at the rate, then SECONDS (default 60) measured. Every
+half second: lag = records acknowledged by the broker - records the query has processed
+(its progress totals on the ``health`` topic). After the step, the generator stops and
+the job gets DRAIN s (default 30) to catch up.
+
+A step **holds** when, over the measured seconds, the lag's least-squares slope is under
+2% of the rate (it does not grow) and at most 5 s of input waits at the end (median lag
+of the last 5 s), the job drains within DRAIN s, and the store's
+``vmstat_tumbling`` counts for the step's hosts add up to exactly the records produced
+(produced = stored), with no late or malformed row. Stepping stops at the first step that
+does not hold; then one step halfway between the last held rate and it (on a fresh broker
+and job, the failed step's backlog would distort it) refines the limit (``--no-refine``).
+
+Run: ``.venv/bin/python bench/throughput.py [--quick] [--engine spark|baseline|both]
+[--steps 5000,10000,...]``. Prints progress and a table per engine; the last line is one
+JSON object: ``max_sustained_eps``, ``baseline_max_sustained_eps``, ``throughput_ratio``
+and every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    BASELINE_SCRIPT,
+    PY,
+    Health,
+    Load,
+    MemorySampler,
+    Workspace,
+    base_env,
+    cpu_seconds,
+    emit,
+    install_signal_handlers,
+    loadavg,
+    machine,
+    say,
+    slope,
+    stop_process,
+    store_count,
+    table,
+    wait_for,
+)
+from common.broker import EmbeddedBroker
+
+QUERIES = {"spark": ["vmstat_tumbling@disk", "vmstat_sliding@disk"],
+           "baseline": ["vmstat_windows@baseline"]}
+SLOPE_LIMIT = 0.02  # lag may grow by at most 2% of the rate per second
+BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting
+
+
+class EngineRun:
+    """A fresh broker and one engine consuming ``vmstat`` from it, in a workspace."""
+
+    def __init__(self, ws: Workspace, engine: str, run_no: int, trigger: float) -> None:
+        self.ws = ws
+        self.engine = engine
+        self.data_dir = ws.path(f"{engine}-{run_no}")
+        self.data_dir.mkdir()
+        self.broker = EmbeddedBroker(port=0, log_path=self.data_dir / "broker.log")
+        self.bootstrap = self.broker.start()
+        self.health = Health(self.bootstrap)
+        env = base_env(self.data_dir, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+                       TRIGGER_SECONDS=str(trigger))
+        argv = ([PY, "-m", "processing.vmstat_windows"] if engine == "spark"
+                else [PY, str(BASELINE_SCRIPT)])
+        self.proc = ws.start(argv, f"{engine}-{run_no}.log", env=env)
+        assert self.broker.pid is not None
+        self.memory = MemorySampler([self.proc.pid, self.broker.pid]).start()
+        self.queries = QUERIES[engine]
+        self.steps_done = 0
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the {self.engine} job exited with {self.proc.returncode}; "
+                               f"see {self.ws.dir}")
+
+    def wait_ready(self) -> float:
+        """Wait for the queries, then prime them: 5,000 records at 1,000/s, all processed.
+
+        The first batches of a fresh JVM are slow (Python workers start, code is
+        generated); the steps measure the job warm, as it runs for hours.
+        """
+        started = time.monotonic()
+        if self.engine == "spark":
+            wait_for(lambda: self.health.ready is not None, 300, "the Spark queries",
+                     check=self.check, interval_s=0.5)
+        base = self.processed()
+        load = Load(self.ws, self.bootstrap, 1000, 5, mode="fast", name=f"prime-{self.engine}",
+                    host_prefix="prime-")
+        produced = int(load.wait(60)["acked"])
+        wait_for(lambda: all(self.processed()[q] - base[q] >= produced for q in self.queries),
+                 300, "the primed records to be processed", check=self.check, interval_s=0.5)
+        return time.monotonic() - started
+
+    def processed(self) -> dict[str, int]:
+        return {q: self.health.processed(q) for q in self.queries}
+
+    def step(self, rate: int, args: argparse.Namespace) -> dict[str, Any]:
+        self.steps_done += 1
+        prefix = f"r{rate // 1000}k-{self.steps_done}-"
+        base = self.processed()
+        roots = [self.proc.pid, *( [self.broker.pid] if self.broker.pid else [])]
+        cpu0 = cpu_seconds(roots)
+        total = args.warmup + args.seconds
+        load = Load(self.ws, self.bootstrap, rate, total, mode="fast",
+                    name=f"load-{self.engine}-{rate}", host_prefix=prefix)
+        t0 = time.monotonic()
+        m0, m1 = t0 + args.warmup, t0 + total
+        samples: list[tuple[float, int, dict[str, int]]] = []
+        loads: list[list[float]] = []
+        next_report = t0 + 5
+        while load.proc.poll() is None and time.monotonic() < t0 + total + 60:
+            self.check()
+            time.sleep(0.5)
+            now = time.monotonic()
+            done = self.processed()
+            acked = load.acked
+            samples.append((now, acked, {q: done[q] - base[q] for q in self.queries}))
+            if m0 <= now <= m1:
+                loads.append(loadavg())
+            if now >= next_report:
+                next_report += 5
+                lags = ", ".join(f"{q.split('@')[0]} {acked - (done[q] - base[q]):,}"
+                                 for q in self.queries)
+                say(f"[{self.engine} {rate:,}/s] {now - t0:4.0f}/{total:.0f} s: acked "
+                    f"{acked:,}, lag {lags}, memory {self.memory.current_mib():,.0f} MiB")
+        final = load.wait(120)
+        produced = int(final["acked"])
+        load_cpu = float(final.get("cpu_s") or 0.0)
+        cpu1 = cpu_seconds(roots)
+        # Drain: every query has processed what was produced, and the store counts it all.
+        drain_start = time.monotonic()
+        stored = (0, 0)
+
+        def drained() -> bool:
+            nonlocal stored
+            done = self.processed()
+            if any(done[q] - base[q] < produced for q in self.queries):
+                return False
+            stored = store_count(self.data_dir / "store.sqlite3", "vmstat_tumbling", prefix)
+            return stored[0] >= produced
+
+        try:
+            wait_for(drained, args.drain, "the job to catch up", check=self.check,
+                     interval_s=0.5)
+            drain_s: float | None = time.monotonic() - drain_start
+        except TimeoutError:
+            drain_s = None
+        stored = store_count(self.data_dir / "store.sqlite3", "vmstat_tumbling", prefix)
+        return self.analyse(rate, produced, stored, samples, m0, m1, drain_s, loads,
+                            {k: cpu1.get(k, 0) - cpu0.get(k, 0) for k in cpu1}, load_cpu,
+                            args)
+
+    def analyse(self, rate: int, produced: int, stored: tuple[int, int],
+                samples: list[tuple[float, int, dict[str, int]]], m0: float, m1: float,
+                drain_s: float | None, loads: list[list[float]], cpu: dict[str, float],
+                load_cpu: float, args: argparse.Namespace) -> dict[str, Any]:
+        window = [s for s in samples if m0 <= s[0] <= m1]
+        per_query = {}
+        late = malformed = 0
+        for q in self.queries:
+            lag = [(t - m0, acked - done[q]) for t, acked, done in window]
+            grow = slope(lag)
+            tail = [x for t, x in lag if t >= (m1 - m0) - 5]
+            progress = self.health.since(q, m0)
+            batch_ms = [int(p.get("batch_ms") or 0) for p in progress]
+            late += sum(int(p.get("late_rows") or 0) for p in progress)
+            malformed += sum(int(p.get("malformed") or 0) for p in progress)
+            rate_in = ((window[-1][2][q] - window[0][2][q]) / (window[-1][0] - window[0][0])
+                       if len(window) > 1 else 0.0)
+            per_query[q] = {
+                "lag_slope_per_s": round(grow), "lag_max": max((x for _, x in lag), default=0),
+                "lag_end": round(statistics.median(tail)) if tail else None,
+                "processed_per_s": round(rate_in),
+                "batch_ms_p50": round(statistics.median(batch_ms)) if batch_ms else None,
+                "batches": len(progress),
+            }
+        acked_rate = ((window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+                      if len(window) > 1 else 0.0)
+        grows = any(p["lag_slope_per_s"] > SLOPE_LIMIT * rate for p in per_query.values())
+        backlog = any((p["lag_end"] or 0) > BACKLOG_LIMIT_S * rate for p in per_query.values())
+        held = (not grows and not backlog and drain_s is not None and stored[0] == produced
+                and late == 0 and malformed == 0 and acked_rate >= 0.97 * rate)
+        reasons = []
+        if grows:
+            reasons.append("lag grows")
+        if backlog:
+            reasons.append(f"more than {BACKLOG_LIMIT_S:g} s of input waiting")
+        if drain_s is None:
+            reasons.append(f"not drained in {args.drain:.0f} s")
+        if stored[0] != produced:
+            reasons.append(f"stored {stored[0]:,} != produced {produced:,}")
+        if late or malformed:
+            reasons.append(f"{late} late, {malformed} malformed")
+        if acked_rate < 0.97 * rate:
+            reasons.append(f"generator reached only {acked_rate:,.0f}/s")
+        seconds = max(m1 - m0, 1e-6)
+        memory = self.memory.report(m0, m1)
+        return {
+            "rate": rate, "held": held, "why_not": "; ".join(reasons) or None,
+            "produced": produced, "stored": stored[0], "acked_per_s": round(acked_rate),
+            "drain_s": round(drain_s, 1) if drain_s is not None else None,
+            "late": late, "malformed": malformed, "queries": per_query,
+            "cores_used": {k: round(v / (seconds + (args.warmup or 0)), 2)
+                           for k, v in sorted(cpu.items())},
+            "load_generator_cores": round(load_cpu / (seconds + args.warmup), 2),
+            "peak_rss_mib": memory["peak_rss_mib"],
+            "load_avg": [round(sum(x[i] for x in loads) / len(loads), 2) for i in range(3)]
+            if loads else None,
+        }
+
+    def close(self) -> None:
+        self.memory.stop()
+        self.health.close()
+        stop_process(self.proc, grace_s=30)
+        self.broker.stop()
+
+
+def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    with Workspace(f"throughput-{engine}", keep=args.keep) as ws:
+        run_no = 1
+        say(f"[{engine}] starting a broker and the job ...")
+        run = EngineRun(ws, engine, run_no, args.trigger)
+        try:
+            say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
+            for rate in args.steps:
+                result = run.step(rate, args)
+                steps.append(result)
+                say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
+                if not result["held"]:
+                    break
+            held = [s["rate"] for s in steps if s["held"]]
+            failed = [s["rate"] for s in steps if not s["held"]]
+            if args.refine and failed and held:
+                rate = (max(held) + min(failed)) // 2 // 1000 * 1000
+                if max(held) < rate < min(failed):
+                    run.close()
+                    run_no += 1
+                    say(f"[{engine}] refining at {rate:,}/s on a fresh broker and job ...")
+                    run = EngineRun(ws, engine, run_no, args.trigger)
+                    say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
+                    result = run.step(rate, args)
+                    result["refinement"] = True
+                    steps.append(result)
+                    say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
+        finally:
+            run.close()
+    return steps
+
+
+def print_steps(engine: str, steps: list[dict[str, Any]]) -> None:
+    rows = []
+    for s in steps:
+        q = list(s["queries"].values())
+        rows.append((f"{s['rate']:,}/s" + (" (refine)" if s.get("refinement") else ""),
+                     s["acked_per_s"], " / ".join(f"{x['processed_per_s']:,}" for x in q),
+                     " / ".join(f"{x['lag_slope_per_s']:,}" for x in q),
+                     " / ".join(f"{x['lag_max']:,}" for x in q),
+                     " / ".join(str(x["batch_ms_p50"]) for x in q),
+                     s["drain_s"], f"{s['stored']:,} / {s['produced']:,}",
+                     sum(s["cores_used"].values()), s["load_generator_cores"], s["peak_rss_mib"],
+                     " ".join(str(x) for x in s["load_avg"] or []),
+                     "yes" if s["held"] else f"no: {s['why_not']}"))
+    print(f"\n{engine} (per query: " + " / ".join(QUERIES[engine]) + ")")
+    print(table(["step", "acked/s", "processed/s", "lag slope/s", "max lag", "batch ms p50",
+                 "drain s", "stored / produced", "job+broker cores", "generator cores",
+                 "peak RSS MiB", "load avg", "held"], rows))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=("spark", "baseline", "both"), default="both")
+    parser.add_argument("--steps", default="5000,10000,20000,40000,80000")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--drain", type=float, default=30.0)
+    parser.add_argument("--trigger", type=float, default=1.0)
+    parser.add_argument("--no-refine", dest="refine", action="store_false")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: steps 5k and 20k, 15 s each, no refinement")
+    parser.add_argument("--keep", action="store_true", help="keep the workspace (logs)")
+    args = parser.parse_args()
+    install_signal_handlers()
+    args.steps = [int(s) for s in str(args.steps).split(",")]
+    if args.quick:
+        args.steps, args.seconds, args.warmup, args.refine = [5000, 20000], 15.0, 5.0, False
+    info = machine()
+    say(f"machine: {info['cpu']}, {info['cores']} cores; steps {args.steps}, "
+        f"{args.warmup:g} s warm-up + {args.seconds:g} s each")
+    engines = ["spark", "baseline"] if args.engine == "both" else [args.engine]
+    results = {engine: run_engine(engine, args) for engine in engines}
+    out: dict[str, Any] = {"machine": info}
+    for engine, steps in results.items():
+        print_steps(engine, steps)
+        held = [s["rate"] for s in steps if s["held"]]
+        key = "max_sustained_eps" if engine == "spark" else "baseline_max_sustained_eps"
+        out[key] = max(held) if held else 0
+        out[f"{engine}_steps" if engine == "baseline" else "steps"] = steps
+    if "spark" in results and "baseline" in results and out["baseline_max_sustained_eps"]:
+        out["throughput_ratio"] = round(out["max_sustained_eps"] / out["baseline_max_sustained_eps"], 2)
+    if "spark" in results:
+        print(f"\nmax sustained (Spark job): {out['max_sustained_eps']:,}/s "
+              f"(target >= 50,000/s: {'met' if out['max_sustained_eps'] >= 50_000 else 'not met'})")
+    if "baseline" in results:
+        print(f"max sustained (baseline): {out['baseline_max_sustained_eps']:,}/s")
+    emit(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
