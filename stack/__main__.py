@@ -27,7 +27,7 @@ from common import settings as settings_module
 from common import topics
 from common.logs import setup_logging
 from common.settings import Settings
-from stack.supervisor import Child, Supervisor
+from stack.supervisor import Child, Supervisor, become_subreaper
 
 log = logging.getLogger("stack")
 
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     broker = None
+    become_subreaper()
     supervisor = Supervisor()
     watcher: HealthWatcher | None = None
     try:

@@ -26,6 +26,25 @@ __all__ = ["Child", "Supervisor"]
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux), so none outlives the stack unseen.
+
+    PySpark's worker daemon leaves its parent's process group (``os.setpgid(0, 0)``
+    in ``pyspark/daemon.py``), so killing the processing job's group misses it; it
+    exits by itself once the JVM is gone, but not at once (CI found three still
+    running after the stack had exited). As a subreaper, the stack becomes their
+    parent when the JVM exits, and :meth:`Supervisor.stop_all` stops them.
+    """
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except OSError:
+        return False
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -101,6 +120,9 @@ class Supervisor:
         return None
 
     def stop_all(self) -> None:
+        import psutil
+
+        own = {p.pid for p in psutil.Process().children()}  # e.g. the embedded broker, kept
         for child in reversed(self.children):
             child.signal_leader(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
@@ -115,3 +137,23 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.process.pid, signal.SIGKILL)
             child.process.wait()
+        self.stop_adopted(own)
+
+    def stop_adopted(self, own: set[int], grace_s: float = 5.0) -> None:
+        """Stop descendants that outlived their parents and were adopted (see
+        :func:`become_subreaper`): every process below this one but those in ``own``."""
+        import psutil
+
+        adopted = [p for p in psutil.Process().children(recursive=True) if p.pid not in own]
+        if not adopted:
+            return
+        for proc in adopted:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _, alive = psutil.wait_procs(adopted, timeout=grace_s)
+        for proc in alive:
+            log.warning("pid %d (%s) did not stop within %.0f s: killing it", proc.pid,
+                        " ".join(proc.cmdline()[:3]) if proc.is_running() else "?", grace_s)
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=grace_s)
