@@ -302,8 +302,11 @@ class ResultWriter:
 
 def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], None],
                 settings: Settings, output_mode: str = "update", available_now: bool = False,
-                checkpoint_name: str | None = None) -> StreamingQuery:
-    """Start ``df`` with ``writer`` as ``foreachBatch``, named ``name``, checkpointed under DATA_DIR."""
+                checkpoint_name: str | None = None, trigger_seconds: float | None = None
+                ) -> StreamingQuery:
+    """Start ``df`` with ``writer`` as ``foreachBatch``, named ``name``, checkpointed under DATA_DIR.
+
+    Triggered every ``trigger_seconds`` (default: TRIGGER_SECONDS)."""
     checkpoint = settings.checkpoint_dir / (checkpoint_name or name)
     writer_stream = (
         df.writeStream.queryName(name)
@@ -314,7 +317,8 @@ def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], Non
     if available_now:
         writer_stream = writer_stream.trigger(availableNow=True)
     else:
-        writer_stream = writer_stream.trigger(processingTime=f"{settings.trigger_seconds:g} seconds")
+        every = settings.trigger_seconds if trigger_seconds is None else trigger_seconds
+        writer_stream = writer_stream.trigger(processingTime=f"{every:g} seconds")
     query = writer_stream.start()
     wait_until_initialised(query)
     log.info("query %s started (checkpoint %s)", name, checkpoint)

@@ -174,3 +174,16 @@ def test_census_statistics_on_the_real_files(spark: SparkSession, test_settings:
     shares = [r.asDict() for r in census_stats.income_shares(income).where(
         "state = 'Alabama'").collect()]
     assert shares and sum(r["share"] for r in shares) == pytest.approx(1.0, abs=0.01)
+
+
+def test_only_the_host_metrics_job_runs_at_the_fast_trigger(tmp_path: Any) -> None:
+    from common import settings as settings_module
+    from processing.jobs import JobContext
+
+    s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
+                              "OTHER_TRIGGER_SECONDS": "5"})
+    ctx = JobContext(None, s, None)  # type: ignore[arg-type]
+    assert ctx.for_job("vmstat_windows").trigger_seconds is None  # TRIGGER_SECONDS
+    other = ctx.for_job("case_reports")
+    assert other.trigger_seconds == 5.0
+    assert other.ledger is ctx.ledger and other._stores is ctx._stores  # shared, closed once
