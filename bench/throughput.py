@@ -21,7 +21,8 @@ of the last 5 s), the job drains within DRAIN s, and the store's
 ``vmstat_tumbling`` counts for the step's hosts add up to exactly the records produced
 (produced = stored), with no late or malformed row. Stepping stops at the first step that
 does not hold; then one step halfway between the last held rate and it (on a fresh broker
-and job, the failed step's backlog would distort it) refines the limit (``--no-refine``).
+and job, the failed step's backlog would distort it) refines the limit; when not even the
+first step holds, the rate is halved (down to 1,000/s) until one does (``--no-refine``: neither).
 
 Run: ``.venv/bin/python bench/throughput.py [--quick] [--engine spark|baseline|both]
 [--steps 5000,10000,...]``. Prints progress and a table per engine; the last line is one
@@ -264,6 +265,20 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     result["refinement"] = True
                     steps.append(result)
                     say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
+            rate = min(failed) // 2 if failed else 0
+            while args.refine and not held and rate >= 1000:
+                # Not even the lowest step held: halve it (fresh broker and job) until one does.
+                run.close()
+                run_no += 1
+                say(f"[{engine}] stepping down to {rate:,}/s on a fresh broker and job ...")
+                run = EngineRun(ws, engine, run_no, args.trigger)
+                say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
+                result = run.step(rate, args)
+                result["refinement"] = True
+                steps.append(result)
+                say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
+                held = [s["rate"] for s in steps if s["held"]]
+                rate //= 2
         finally:
             run.close()
     return steps
