@@ -253,30 +253,27 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     break
             held = [s["rate"] for s in steps if s["held"]]
             failed = [s["rate"] for s in steps if not s["held"]]
-            if args.refine and failed and held:
-                rate = (max(held) + min(failed)) // 2 // 1000 * 1000
-                if max(held) < rate < min(failed):
-                    run.close()
-                    run_no += 1
-                    say(f"[{engine}] refining at {rate:,}/s on a fresh broker and job ...")
-                    run = EngineRun(ws, engine, run_no, args.trigger)
-                    say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
-                    result = run.step(rate, args)
-                    result["refinement"] = True
-                    steps.append(result)
-                    say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
-            rate = min(failed) // 2 if failed else 0
-            while args.refine and not held and rate >= 1000:
-                # Not even the lowest step held: halve it (fresh broker and job) until one does.
+            def fresh_step(rate: int, what: str) -> None:
+                """One step on a fresh broker and job (a failed step's backlog would distort it)."""
+                nonlocal run, run_no
                 run.close()
                 run_no += 1
-                say(f"[{engine}] stepping down to {rate:,}/s on a fresh broker and job ...")
+                say(f"[{engine}] {what} {rate:,}/s on a fresh broker and job ...")
                 run = EngineRun(ws, engine, run_no, args.trigger)
                 say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
                 result = run.step(rate, args)
                 result["refinement"] = True
                 steps.append(result)
                 say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
+
+            if args.refine and failed and held:
+                rate = (max(held) + min(failed)) // 2 // 1000 * 1000
+                if max(held) < rate < min(failed):
+                    fresh_step(rate, "refining at")
+            rate = min(failed) // 2 if failed else 0
+            while args.refine and not held and rate >= 1000:
+                # Not even the lowest step held: halve it until one does.
+                fresh_step(rate, "stepping down to")
                 held = [s["rate"] for s in steps if s["held"]]
                 rate //= 2
         finally:

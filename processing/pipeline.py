@@ -38,6 +38,7 @@ from pyspark.sql.types import (
 
 from common import records, topics
 from common.settings import Settings
+from common.waiting import DeadlineExceeded, eventually
 from storage.base import ResultRow
 
 __all__ = ["ResultWriter", "WindowedStream", "parse_records", "spark_schema", "start_query"]
@@ -340,13 +341,15 @@ def wait_until_initialised(query: StreamingQuery, timeout_s: float = INITIALISE_
     12 failed with "Python worker failed to connect back"). One at a time, each
     takes about a second.
     """
-    deadline = time.monotonic() + timeout_s
-    while query.isActive and str(query.status.get("message", "")).startswith("Initializing"):
-        if time.monotonic() > deadline:
-            log.warning("query %s still initialising after %.0f s; starting the next one",
-                        query.name, timeout_s)
-            return
-        time.sleep(0.05)
+    def initialised() -> bool:
+        return not query.isActive or not str(query.status.get("message", "")).startswith(
+            "Initializing")
+
+    try:
+        eventually(initialised, timeout_s, f"query {query.name} to initialise its sources")
+    except DeadlineExceeded:
+        log.warning("query %s still initialising after %.0f s; starting the next one",
+                    query.name, timeout_s)
 
 
 @dataclass(frozen=True)
