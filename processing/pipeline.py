@@ -80,60 +80,54 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
                   observe_as: str | None = None) -> DataFrame:
     """Kafka rows -> one column per field of ``record_type``, plus ``_error`` and ``_offset``.
 
-    ``_error`` names the first problem: not a JSON object, a required field
-    missing, or a field of the wrong type (times must be ISO 8601 with a zone, as
-    ``common.records`` writes them). Rows with an error are still returned
-    (callers keep ``_error IS NULL`` and count the rest). A number where text is
-    expected is taken as its text (JSON parsing cannot tell them apart); a
-    number sent as text ("12.5") is taken as the number.
+    The JSON is read with every field as text, then each field is converted
+    with ``try_cast``; ``_error`` names the first problem: not a JSON object, a
+    required field missing, or a field of the wrong type (times must be ISO 8601
+    with a zone, as ``common.records`` writes them). Rows with an error are still
+    returned (callers keep ``_error IS NULL`` and count the rest). A number where
+    text is expected is taken as its text (JSON parsing cannot tell them apart).
 
-    Two tiers, because parsing is most of a job's cost per record: every row is
-    parsed once with the record's types (times as text, checked by pattern);
-    only the rows that parse cannot take (corrupt JSON, a wrong type, a number
-    as text) are parsed again with every field as text and converted field by
-    field with ``try_cast``, which names the field at fault. ``bench/spark_parse.py``
-    measures both on 100,000 host-metric rows (2 cores: 62,000-77,000 rows/s
-    against 52,000-54,000 with the text parse for every row).
+    One parse, deliberately: a typed parse first, with this text parse only for
+    the rows it refuses, was 15-45% faster per record (``bench/spark_parse.py``)
+    but made each micro-batch about 10% dearer (1.75 against 1.59 core-seconds
+    per batch of the host-metrics job at 10 records/s): Spark plans, generates
+    code for and serialises the whole expression tree every batch, and at the
+    kit's rates that fixed cost is nearly all of the cost.
     """
     schema = spark_schema(record_type)
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
-    extra = [StructField("produced_at", StringType(), True),
-             StructField("_corrupt", StringType(), True)]
-    typed = StructType([
-        StructField(f.name, StringType() if isinstance(f.dataType, TimestampType) else f.dataType,
-                    True)
-        for f in schema.fields] + extra)
-    as_text = StructType([StructField(f.name, StringType(), True) for f in schema.fields] + extra)
+    as_text = StructType([StructField(f.name, StringType(), True) for f in schema.fields]
+                         + [StructField("produced_at", StringType(), True),
+                            StructField("_corrupt", StringType(), True)])
     text = F.col("value").cast("string")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
     parsed = kafka_rows.select(
-        F.from_json(text, typed, options).alias("j"),
+        F.from_json(text, as_text, options).alias("j"),
         text.alias("_raw"),
         F.col("timestamp").alias("_kafka_time"),
         F.col("offset").alias("_offset"),
     )
-    # Evaluated only for the rows that need it: CaseWhen evaluates the branch it takes.
-    again = F.from_json(F.col("_raw"), as_text, options)
-    slow = F.col("j").isNull() | F.col("j._corrupt").isNotNull()
-    not_object = ~F.ltrim(F.col("_raw")).startswith("{")
-    fast_checks: list[Column] = [F.when(not_object, F.lit("not a JSON object"))]
-    slow_checks: list[Column] = [
-        F.when(again.isNull() | again["_corrupt"].isNotNull() | not_object,
-               F.lit("not a JSON object"))]
     columns: list[Column] = []
+    checks: list[Column] = [
+        F.when(F.col("j").isNull() | F.col("j._corrupt").isNotNull()
+               | ~F.ltrim(F.col("_raw")).startswith("{"), F.lit("not a JSON object"))
+    ]
     for f in schema.fields:
-        fast_raw, slow_raw = F.col(f"j.{f.name}"), again[f.name]
+        raw = F.col(f"j.{f.name}")
+        value = raw if isinstance(f.dataType, StringType) else raw.try_cast(f.dataType)
         if isinstance(f.dataType, TimestampType):
-            fast_value, slow_value = _checked_time(fast_raw), _checked_time(slow_raw)
-        elif isinstance(f.dataType, StringType):
-            fast_value, slow_value = fast_raw, slow_raw
-        else:  # the typed parse has the type already
-            fast_value, slow_value = fast_raw, slow_raw.try_cast(f.dataType)
-        columns.append(F.when(slow, slow_value).otherwise(fast_value).alias(f.name))
-        fast_checks += _field_checks(f, record_type, fast_raw, fast_value, typed=True)
-        slow_checks += _field_checks(f, record_type, slow_raw, slow_value, typed=False)
-    error = F.when(slow, F.coalesce(*slow_checks)).otherwise(F.coalesce(*fast_checks))
-    produced = F.when(slow, again["produced_at"]).otherwise(F.col("j.produced_at")) \
-        .try_cast(TimestampType()).alias("_produced_at")
+            value = F.when(raw.rlike(ISO_WITH_ZONE), value)
+        columns.append(value.alias(f.name))
+        if f.name in record_type.required:
+            checks.append(F.when(raw.isNull(), F.lit(f"field {f.name} is missing or null")))
+        if isinstance(f.dataType, TimestampType):
+            # As common.records.parse_time: ISO 8601 with a zone, nothing Spark would also guess at.
+            checks.append(F.when(raw.isNotNull() & ~raw.rlike(ISO_WITH_ZONE),
+                                 F.lit(f"field {f.name} is not an ISO 8601 time with a zone")))
+        if not isinstance(f.dataType, StringType):
+            checks.append(F.when(raw.isNotNull() & value.isNull(),
+                                 F.lit(f"field {f.name} is not a {f.dataType.simpleString()}")))
+    error = F.coalesce(*checks)
+    produced = F.col("j.produced_at").try_cast(TimestampType()).alias("_produced_at")
     df = parsed.select(*columns, error.alias("_error"), produced, "_kafka_time", "_offset")
     if observe_as:
         df = df.observe(
@@ -142,34 +136,6 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
             F.sum(F.when(F.col("_error").isNotNull(), 1).otherwise(0)).alias("malformed"),
         )
     return df
-
-
-def _checked_time(raw: Column) -> Column:
-    """A time from text: ISO 8601 with a zone, as ``common.records.parse_time``; else null.
-
-    (Spark's cast alone would also take a time without a zone, or "12345" as a year.)
-    """
-    return F.when(raw.rlike(ISO_WITH_ZONE), raw.try_cast(TimestampType()))
-
-
-def _field_checks(f: StructField, record_type: type[records.Record], raw: Column,
-                  value: Column, typed: bool) -> list[Column]:
-    """What can be wrong with one field, in order: missing, not a zoned time, wrong type.
-
-    ``typed``: ``raw`` comes from the typed parse, which has already refused a wrong
-    type (the row went to the text parse), so only times need checking.
-    """
-    checks = []
-    if f.name in record_type.required:
-        checks.append(F.when(raw.isNull(), F.lit(f"field {f.name} is missing or null")))
-    if isinstance(f.dataType, TimestampType):
-        checks.append(F.when(raw.isNotNull() & ~raw.rlike(ISO_WITH_ZONE),
-                             F.lit(f"field {f.name} is not an ISO 8601 time with a zone")))
-    if not isinstance(f.dataType, StringType) and (
-            not typed or isinstance(f.dataType, TimestampType)):
-        checks.append(F.when(raw.isNotNull() & value.isNull(),
-                             F.lit(f"field {f.name} is not a {f.dataType.simpleString()}")))
-    return checks
 
 
 def timing_aggregates() -> list[Column]:
