@@ -239,6 +239,17 @@ def free_port() -> int:
     return free("127.0.0.1")
 
 
+def in_process_spark_settings(prefix: str) -> Any:
+    """Settings for a benchmark that runs Spark in its own process: ``local[2]``, 2 shuffle
+    partitions, quiet logs, a fresh temporary DATA_DIR (``settings.data_dir``)."""
+    from common import settings
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    return settings.load(environ={"DATA_DIR": str(data_dir), "SHUFFLE_PARTITIONS": "2",
+                                  "SPARK_MASTER": "local[2]", "LOG_LEVEL": "warning"})
+
+
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",)}
     env.update({"DATA_DIR": str(data_dir), "SPARK_LOCAL_IP": "127.0.0.1",

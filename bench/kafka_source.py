@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from common import kafka, settings
+from bench._common import in_process_spark_settings
+from common import kafka
 from common.broker import EmbeddedBroker
 from common.topics import Topic
 
@@ -93,10 +92,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    work = Path(tempfile.mkdtemp(prefix="bench-kafka-source-"))
-    config = settings.load(environ={"DATA_DIR": str(work), "SHUFFLE_PARTITIONS": "2",
-                                    "SPARK_MASTER": "local[2]", "LOG_LEVEL": "warning"})
+    config = in_process_spark_settings("bench-kafka-source-")
+    work = config.data_dir
     topic = Topic("bench", "bench", PARTITIONS)
     warm_topic = Topic("warm", "warm", PARTITIONS)
     with EmbeddedBroker(port=0, log_path=work / "broker.log", create=[topic, warm_topic]) as broker:

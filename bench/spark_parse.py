@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import emit, machine, say, table
+from bench._common import emit, in_process_spark_settings, machine, say, table
 from bench._load import sample
 
 
@@ -57,18 +55,14 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    from common import settings
     from common.records import VmstatSample
     from processing import pipeline
     from processing.kafka_source import KAFKA_SCHEMA
     from processing.spark import session
     from processing.vmstat_windows import windowed_stats
 
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-parse-"))
-    config = settings.load(environ={"DATA_DIR": str(data_dir), "SHUFFLE_PARTITIONS": "2",
-                                    "SPARK_MASTER": "local[2]", "LOG_LEVEL": "warning"})
+    config = in_process_spark_settings("bench-parse-")
     say("starting Spark (local[2]) ...")
     spark = session(config, "bench-spark-parse")
     rng = random.Random(1)
