@@ -168,8 +168,8 @@ class Settings:
         "Micro-batch trigger interval in seconds (0: as fast as possible).")
     other_trigger_seconds: float = setting(
         "OTHER_TRIGGER_SECONDS", "5", _non_negative_float,
-        "Trigger interval of every streaming job but the host-metrics windows (TRIGGER_SECONDS): "
-        "on 2 cores a dozen queries at 1 s spent their time queueing for the two task slots.")
+        "Trigger interval of every streaming query but the host-metrics tumbling windows "
+        "(TRIGGER_SECONDS): on 2 cores every micro-batch costs about a core-second.")
     watermark_seconds: float = setting(
         "WATERMARK_SECONDS", "10", _non_negative_float,
         "How late an event may arrive (event time) and still be counted in its window.")

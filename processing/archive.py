@@ -51,7 +51,7 @@ def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=pipeline.seconds(settings.archive_trigger_seconds))
-    query = writer.start()
+    query = ctx.launch(writer.start)
     log.info("archiving %s to %s", ", ".join(ctx.topic_name(r) for r in ARCHIVED),
              settings.archive_dir)
     return [query]

@@ -31,7 +31,8 @@ from common import catalogue, topics
 from common.settings import Settings, argument_parser, from_args
 from processing import pipeline
 
-__all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "run_batch_job", "run_job", "run_jobs"]
+__all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "QuerySupervisor", "run_batch_job",
+           "run_job", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_S = 600.0
 
 StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
+#: Starts one query again (from its checkpoint); see :meth:`JobContext.launch`.
+LaunchFn = Callable[[], StreamingQuery]
 
 
 @dataclass
@@ -69,6 +72,8 @@ class JobContext:
     #: Topic name per role, where it differs from queue/topics.toml (tests use unique topics).
     topic_names: dict[str, str] = field(default_factory=dict)
     ledger: pipeline.Ledger = field(default_factory=pipeline.Ledger)
+    #: How to start each query again, by query name (shared by the contexts of all jobs).
+    launchers: dict[str, LaunchFn] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
 
     def read(self, role: str) -> DataFrame:
@@ -119,16 +124,29 @@ class JobContext:
                                      self.bootstrap, ttl=ttl, ledger=self.ledger)
 
     def start(self, df: DataFrame, stream: str, store: str,
-              writer: Callable[[DataFrame, int], None], output_mode: str = "update"
-              ) -> StreamingQuery:
+              writer: Callable[[DataFrame, int], None], output_mode: str = "update",
+              trigger_seconds: float | None = None) -> StreamingQuery:
+        """Start ``df`` into ``writer`` as query ``<stream>@<store>``, triggered every
+        ``trigger_seconds`` (default: this job's interval)."""
         name = f"{stream}@{store}"
+        every = self.trigger_seconds if trigger_seconds is None else trigger_seconds
         if isinstance(writer, pipeline.ResultWriter):
             writer.query = name  # results messages say which query wrote them, for the ledger
-        return pipeline.start_query(
+        return self.launch(lambda: pipeline.start_query(
             df, name, writer, self.settings, output_mode=output_mode,
             available_now=self.available_now, checkpoint_name=f"{stream}-{store}",
-            trigger_seconds=self.trigger_seconds,
-        )
+            trigger_seconds=every,
+        ))
+
+    def launch(self, start: LaunchFn) -> StreamingQuery:
+        """Start a query with ``start`` and keep ``start`` to restart it alone if it fails.
+
+        ``start`` must start the same query again from its checkpoint (same name, same
+        checkpoint location); a streaming DataFrame can be started more than once.
+        """
+        query = start()
+        self.launchers[str(query.name)] = start
+        return query
 
     def for_job(self, module: str) -> JobContext:
         """This context with the trigger interval of job ``module`` (same stores and ledger)."""
@@ -141,12 +159,14 @@ class JobContext:
         watermark = pipeline.seconds(self.settings.watermark_seconds)
         queries = []
         for spec in specs:
+            every = self.settings.other_trigger_seconds if spec.slow else None
             for store in self.stores_for(spec.stream):
                 records = pipeline.parse_records(self.read(spec.topic), spec.record_type,
                                                  observe_as=f"{spec.stream}_input")
                 windows = spec.transform(pipeline.valid(records), watermark)
                 queries.append(self.start(windows, spec.stream, store,
-                                          self.writer(spec.stream, store, spec.to_rows)))
+                                          self.writer(spec.stream, store, spec.to_rows),
+                                          trigger_seconds=every))
         return queries
 
     def run_started(self, stream: str, store: str) -> dt.datetime:
@@ -170,6 +190,79 @@ class JobContext:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+
+
+class QuerySupervisor:
+    """Keeps queries running: a failed query is restarted alone, from its checkpoint.
+
+    Restarting one query does not touch the others: on 2 cores every restart is a
+    new Python reader process that has only 10 s to connect back to a busy JVM
+    (see :func:`processing.pipeline.wait_until_initialised`), so restarting a whole
+    job for one failure turned one failure into a cascade (seen in CI). A query is
+    restarted after a backoff (1, 2, 4 ... 30 s); its MAX_RESTARTS-th restart within
+    RESTART_WINDOW_S is refused and :meth:`check` returns False (give up).
+    """
+
+    def __init__(self, launchers: dict[str, LaunchFn], max_restarts: int = MAX_RESTARTS,
+                 window_s: float = RESTART_WINDOW_S, max_backoff_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.queries: dict[str, StreamingQuery] = {}
+        self.restarts: dict[str, list[float]] = {}  # query name -> when it was restarted
+        self._launchers = launchers
+        self._max_restarts = max_restarts
+        self._window_s = window_s
+        self._max_backoff_s = max_backoff_s
+        self._clock = clock
+        self._due: dict[str, float] = {}  # query name -> when its restart is due
+
+    def watch(self, queries: list[StreamingQuery]) -> None:
+        for q in queries:
+            self.queries[str(q.name)] = q
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.queries)
+
+    def any_active(self) -> bool:
+        return any(q.isActive for q in self.queries.values()) or bool(self._due)
+
+    def check(self) -> bool:
+        """Restart the failed queries whose backoff is over; False: give up (too many failures)."""
+        now = self._clock()
+        for name, query in list(self.queries.items()):
+            if query.isActive or query.exception() is None:
+                continue
+            if name in self._due:
+                if now >= self._due[name]:
+                    del self._due[name]
+                    self.restarts[name].append(now)
+                    log.info("restarting query %s from its checkpoint", name)
+                    try:
+                        self.queries[name] = self._launchers[name]()
+                    except Exception:  # counted as its next failure
+                        log.exception("restarting query %s failed", name)
+                continue
+            log.error("query %s failed: %s", name, query.exception())
+            if name not in self._launchers:
+                log.error("query %s was not started with JobContext.launch: cannot restart it",
+                          name)
+                return False
+            recent = [t for t in self.restarts.get(name, []) if now - t < self._window_s]
+            self.restarts[name] = recent
+            if len(recent) >= self._max_restarts:
+                log.error("query %s: %d failures within %.0f min: giving up", name,
+                          len(recent) + 1, self._window_s / 60)
+                return False
+            backoff = min(self._max_backoff_s, 2.0 ** len(recent))
+            log.info("query %s: restarting it alone in %.0f s", name, backoff)
+            self._due[name] = now + backoff
+        return True
+
+    def stop_all(self) -> None:
+        self._due.clear()
+        for q in self.queries.values():
+            if q.isActive:
+                q.stop()
 
 
 def _parser(description: str) -> argparse.ArgumentParser:
@@ -217,14 +310,11 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    jobs: list[list[StreamingQuery]] = []
-    restarts: list[list[float]] = []
+    queries = QuerySupervisor(ctx.launchers)
     try:
-        contexts = [ctx.for_job(_app_name(start)) for start in starts]
-        for start, job_ctx in zip(starts, contexts, strict=True):
-            jobs.append(start(spark, job_ctx))
-            restarts.append([])
-        names = [q.name for qs in jobs for q in qs]
+        for start in starts:
+            queries.watch(start(spark, ctx.for_job(_app_name(start))))
+        names = queries.names
         reporter.announce_ready(names)
         if names:
             log.info("%d queries running: %s", len(names), ", ".join(names))
@@ -237,36 +327,15 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
         if not names:
             return 0
         while not stopping.is_set():
-            for i, queries in enumerate(jobs):
-                failed = [q for q in queries if not q.isActive and q.exception() is not None]
-                if not failed:
-                    continue
-                for q in failed:
-                    log.error("query %s failed: %s", q.name, q.exception())
-                now = time.monotonic()
-                recent = [t for t in restarts[i] if now - t < RESTART_WINDOW_S]
-                if len(recent) >= MAX_RESTARTS:
-                    log.error("%d failures within %.0f min: giving up", len(recent) + 1,
-                              RESTART_WINDOW_S / 60)
-                    return 1
-                backoff = min(30.0, 2.0 ** len(recent))
-                log.info("restarting the job's queries from their checkpoints in %.0f s", backoff)
-                for q in queries:
-                    if q.isActive:
-                        q.stop()
-                if stopping.wait(backoff):
-                    break
-                jobs[i] = starts[i](spark, contexts[i])
-                restarts[i] = [*recent, now]
-            if all(not q.isActive for qs in jobs for q in qs):
+            if not queries.check():
+                return 1
+            if not queries.any_active():
                 log.info("all queries finished")
                 return 0
             stopping.wait(0.5)
         return 0
     finally:
-        for q in (q for qs in jobs for q in qs):
-            if q.isActive:
-                q.stop()
+        queries.stop_all()
         ctx.close()
         reporter.close()
         spark.stop()

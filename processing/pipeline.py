@@ -375,6 +375,9 @@ class WindowedStream:
         transform: (valid parsed records, watermark or None) -> windowed rows with
             ``window_start_us`` and ``window_end_us``.
         to_rows: collected windowed rows -> result rows.
+        slow: triggered every OTHER_TRIGGER_SECONDS even in a job triggered every
+            TRIGGER_SECONDS (a window that slides every 10 s gains nothing from a 1 s
+            trigger, and every micro-batch costs about a core-second here).
     """
 
     stream: str
@@ -382,6 +385,7 @@ class WindowedStream:
     record_type: type[records.Record]
     transform: Callable[[DataFrame, str | None], DataFrame]
     to_rows: RowsFn
+    slow: bool = False
 
 
 def seconds(value: float) -> str:

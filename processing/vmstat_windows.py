@@ -1,8 +1,9 @@
 """Host metrics per host over event-time windows: count and avg/min/max of every metric.
 
 Two queries over the ``vmstat`` topic: tumbling windows (WINDOW_SECONDS, 10 s)
-to the stream ``vmstat_tumbling``, and sliding windows (SLIDING_WINDOW_SECONDS
-every SLIDE_SECONDS, 1 min every 10 s) to ``vmstat_sliding``. Both keep a
+to the stream ``vmstat_tumbling``, triggered every TRIGGER_SECONDS, and sliding
+windows (SLIDING_WINDOW_SECONDS every SLIDE_SECONDS, 1 min every 10 s) to
+``vmstat_sliding``, triggered every OTHER_TRIGGER_SECONDS. Both keep a
 watermark of WATERMARK_SECONDS, emit changed windows each trigger (update
 mode), upsert them into the store and push them to the ``results`` topic.
 
@@ -69,7 +70,7 @@ def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
         pipeline.WindowedStream(
             "vmstat_sliding", "vmstat", VmstatSample,
             lambda df, watermark: windowed_stats(df, sliding, slide, watermark),
-            pipeline.result_rows("vmstat_sliding", "host", VALUE_COLUMNS)),
+            pipeline.result_rows("vmstat_sliding", "host", VALUE_COLUMNS), slow=True),
     ]
 
 

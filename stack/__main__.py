@@ -1,8 +1,9 @@
 """The whole stream on one machine: ``python -m stack`` (what ``make run`` does).
 
 Starts, in order: the embedded Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS
-is set), the display server, the sources, and one Spark application running
-every streaming job. Prints the URL, shows progress while Spark starts, then
+is set), the display server, one Spark application running every streaming
+job, and, once its queries have started, the sources. Prints the URL, shows
+progress while Spark starts, then
 a one-line health summary every few seconds. Ctrl-C stops everything it
 started, newest first; logs stay in DATA_DIR/logs/.
 
@@ -209,18 +210,29 @@ def main(argv: list[str] | None = None) -> int:
         py = sys.executable
         logs = settings.log_dir
         supervisor.start(Child("display", [py, "-m", "display"], logs / "display.log", env))
-        supervisor.start(Child("input", [py, "-m", "input"], logs / "input.log", env))
-        ingest = supervisor.start(Child("ingest", [py, "-m", "input.ingest"], logs / "ingest.log",
-                                        env))
-        if settings.cases_users > 0:
-            wait_for_http(f"http://{settings.ingest_host}:{settings.ingest_port}/healthz", ingest)
-            users = str(settings.cases_users)
-            supervisor.start(Child("locust", [
-                py, "-m", "locust", "-f", str(ROOT / "input" / "traffic.py"), "--headless",
-                "-u", users, "-r", users, "--host",
-                f"http://{settings.ingest_host}:{settings.ingest_port}", "--stop-timeout", "5",
-                "--only-summary"], logs / "locust.log", env))
-        if not args.no_spark:
+
+        def start_sources() -> None:
+            supervisor.start(Child("input", [py, "-m", "input"], logs / "input.log", env))
+            ingest = supervisor.start(Child("ingest", [py, "-m", "input.ingest"],
+                                            logs / "ingest.log", env))
+            if settings.cases_users > 0:
+                wait_for_http(f"http://{settings.ingest_host}:{settings.ingest_port}/healthz",
+                              ingest)
+                users = str(settings.cases_users)
+                supervisor.start(Child("locust", [
+                    py, "-m", "locust", "-f", str(ROOT / "input" / "traffic.py"), "--headless",
+                    "-u", users, "-r", users, "--host",
+                    f"http://{settings.ingest_host}:{settings.ingest_port}", "--stop-timeout", "5",
+                    "--only-summary"], logs / "locust.log", env))
+
+        # Spark first, the sources once every query has started: each query starts a Python
+        # reader that has only 10 s to connect back to the JVM, and with data already flowing
+        # the queries started before it keep both cores busy (connect-back failures in CI).
+        # Queries without data run no batches, so starting them is quick when nothing flows.
+        sources_started = args.no_spark
+        if args.no_spark:
+            start_sources()
+        else:
             supervisor.start(Child("processing", [py, "-m", "processing"], logs / "processing.log",
                                    env))
         url = f"http://{settings.display_host}:{settings.display_port}/"
@@ -236,14 +248,19 @@ def main(argv: list[str] | None = None) -> int:
                               f"of {failed.log_path}:\n{failed.log_tail()}")
                 return 1
             now = time.monotonic()
+            if not sources_started and watcher.ready_queries is not None:
+                sources_started = True
+                start_sources()
+                progress.done(f"Spark: {len(watcher.ready_queries)} streaming queries started "
+                              f"after {now - started:.0f} s; sources started")
             if not announced:
                 if watcher.queries:
                     announced = True
-                    progress.done(f"Spark: {len(watcher.ready_queries or watcher.queries)} streaming "
-                                  f"queries running after {now - started:.0f} s")
+                    progress.done(f"Spark: first progress reports after {now - started:.0f} s")
                 else:
-                    stage = ("starting queries" if watcher.ready_queries is not None
-                             else "starting the JVM and the session")
+                    stage = ("sources started, waiting for the first batches"
+                             if watcher.ready_queries is not None
+                             else "starting the JVM, the session and the queries")
                     progress.show(f"Spark: {stage} ... {now - started:.0f} s")
             elif now - last_summary >= 5:
                 last_summary = now

@@ -187,3 +187,30 @@ def test_only_the_host_metrics_job_runs_at_the_fast_trigger(tmp_path: Any) -> No
     other = ctx.for_job("case_reports")
     assert other.trigger_seconds == 5.0
     assert other.ledger is ctx.ledger and other._stores is ctx._stores  # shared, closed once
+
+
+def test_only_the_tumbling_host_metrics_windows_run_on_the_fast_trigger(
+    spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from common import settings as settings_module
+    from processing import vmstat_windows
+    from processing.jobs import JobContext
+
+    s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
+                              "OTHER_TRIGGER_SECONDS": "5"})
+    ctx = JobContext(spark, s, "127.0.0.1:9", sink="disk").for_job("vmstat_windows")
+    monkeypatch.setattr(JobContext, "read",
+                        lambda self, role: spark.createDataFrame([], KAFKA_SCHEMA))
+    triggers: dict[str, float | None] = {}
+
+    def start_query(df: DataFrame, name: str, *args: Any, **kwargs: Any) -> Any:
+        triggers[name] = kwargs["trigger_seconds"]
+        return types.SimpleNamespace(name=name)
+
+    monkeypatch.setattr(pipeline, "start_query", start_query)
+    vmstat_windows.start(spark, ctx)
+    # None: TRIGGER_SECONDS; the sliding windows (every 10 s) every OTHER_TRIGGER_SECONDS.
+    assert triggers == {"vmstat_tumbling@disk": None, "vmstat_sliding@disk": 5.0}
+    assert set(ctx.launchers) == set(triggers)  # each can be restarted alone
