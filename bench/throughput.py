@@ -10,7 +10,9 @@ consumer of the ``vmstat`` topic, as a user runs them:
 Then steps of a fixed input rate (default 5k, 10k, 20k, 40k, 80k records/s), each from a
 load generator on the same 2 cores (``bench/_load.py --mode fast``: the records of the
 kit's host-metrics source, pre-encoded, about a sixth of a core at 80k/s) with its own
-hosts: WARMUP s (default 10) at the rate, then SECONDS (default 60) measured. Every
+hosts: WARMUP s (default 10) at the rate, then SECONDS (default 60) measured. Each fresh
+job is first primed for PRIME s (default 120) at 1,000 records/s: its JIT compiler works
+for minutes, and a stream runs for hours (start-up: ``bench/e2e_latency.py``). Every
 half second: lag = records acknowledged by the broker - records the query has processed
 (its progress totals on the ``health`` topic). After the step, the generator stops and
 the job gets DRAIN s (default 30) to catch up.
@@ -95,20 +97,24 @@ class EngineRun:
             raise RuntimeError(f"the {self.engine} job exited with {self.proc.returncode}; "
                                f"see {self.ws.dir}")
 
-    def wait_ready(self) -> float:
-        """Wait for the queries, then prime them: 5,000 records at 1,000/s, all processed.
+    def wait_ready(self, prime_s: float) -> float:
+        """Wait for the queries, then prime them: ``prime_s`` seconds at 1,000 records/s,
+        all processed.
 
-        The first batches of a fresh JVM are slow (Python workers start, code is
-        generated); the steps measure the job warm, as it runs for hours.
+        The first minutes of a fresh JVM are slow: Python workers start, code is
+        generated, and the JIT compiler works for minutes (about 200 methods compiled
+        a second in the first minute at 1,000 records/s, 30 a second after four,
+        ``jcmd <pid> PerfCounter.print``); the steps measure the job warm, as it runs
+        for hours. The start-up is measured by ``bench/e2e_latency.py``.
         """
         started = time.monotonic()
         if self.engine == "spark":
             wait_for(lambda: self.health.ready is not None, 300, "the Spark queries",
                      check=self.check, interval_s=0.5)
         base = self.processed()
-        load = Load(self.ws, self.bootstrap, 1000, 5, mode="fast", name=f"prime-{self.engine}",
-                    host_prefix="prime-")
-        produced = int(load.wait(60)["acked"])
+        load = Load(self.ws, self.bootstrap, 1000, prime_s, mode="fast",
+                    name=f"prime-{self.engine}", host_prefix="prime-")
+        produced = int(load.wait(prime_s + 60)["acked"])
         wait_for(lambda: all(self.processed()[q] - base[q] >= produced for q in self.queries),
                  300, "the primed records to be processed", check=self.check, interval_s=0.5)
         return time.monotonic() - started
@@ -244,7 +250,7 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         say(f"[{engine}] starting a broker and the job ...")
         run = EngineRun(ws, engine, run_no, args.trigger)
         try:
-            say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
+            say(f"[{engine}] queries running and primed after {run.wait_ready(args.prime):.0f} s")
             for rate in args.steps:
                 result = run.step(rate, args)
                 steps.append(result)
@@ -260,7 +266,7 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 run_no += 1
                 say(f"[{engine}] {what} {rate:,}/s on a fresh broker and job ...")
                 run = EngineRun(ws, engine, run_no, args.trigger)
-                say(f"[{engine}] queries running and primed after {run.wait_ready():.0f} s")
+                say(f"[{engine}] queries running and primed after {run.wait_ready(args.prime):.0f} s")
                 result = run.step(rate, args)
                 result["refinement"] = True
                 steps.append(result)
@@ -307,6 +313,9 @@ def main() -> int:
     parser.add_argument("--steps", default="5000,10000,20000,40000,80000")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--prime", type=float, default=120.0,
+                        help="seconds at 1,000 records/s on each fresh job before its first "
+                             "step: JIT warm-up (default 120)")
     parser.add_argument("--drain", type=float, default=30.0)
     parser.add_argument("--trigger", type=float, default=1.0)
     parser.add_argument("--no-refine", dest="refine", action="store_false")
@@ -318,9 +327,10 @@ def main() -> int:
     args.steps = [int(s) for s in str(args.steps).split(",")]
     if args.quick:
         args.steps, args.seconds, args.warmup, args.refine = [5000, 20000], 15.0, 5.0, False
+        args.prime = 5.0
     info = machine()
-    say(f"machine: {info['cpu']}, {info['cores']} cores; steps {args.steps}, "
-        f"{args.warmup:g} s warm-up + {args.seconds:g} s each")
+    say(f"machine: {info['cpu']}, {info['cores']} cores; each fresh job primed {args.prime:g} s "
+        f"at 1,000/s; steps {args.steps}, {args.warmup:g} s warm-up + {args.seconds:g} s each")
     engines = ["spark", "baseline"] if args.engine == "both" else [args.engine]
     results = {engine: run_engine(engine, args) for engine in engines}
     out: dict[str, Any] = {"machine": info}
