@@ -72,6 +72,15 @@ SLOPE_LIMIT = 0.02  # lag may grow by at most 2% of the rate per second
 BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting (+ its trigger)
 
 
+def spark_queries() -> dict[str, bool]:
+    """The host-metrics job's queries (as ``QUERIES["spark"]`` names them), each with
+    whether it runs on OTHER_TRIGGER_SECONDS (``WindowedStream.slow``)."""
+    from common import settings
+    from processing.vmstat_windows import windowed_streams
+
+    return {f"{s.stream}@disk": s.slow for s in windowed_streams(settings.load(environ={}))}
+
+
 class EngineRun:
     """A fresh broker and one engine consuming ``vmstat`` from it, in a workspace."""
 
@@ -93,7 +102,8 @@ class EngineRun:
         self.memory = MemorySampler([self.proc.pid, self.broker.pid]).start()
         self.queries = QUERIES[engine]
         #: Seconds between a query's reads: it leaves up to that much input waiting by design.
-        self.triggers = ({"vmstat_tumbling@disk": trigger, "vmstat_sliding@disk": other_trigger}
+        self.triggers = ({q: other_trigger if slow else trigger
+                          for q, slow in spark_queries().items()}
                          if engine == "spark" else {q: 0.0 for q in self.queries})
         self.steps_done = 0
 

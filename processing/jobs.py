@@ -204,15 +204,13 @@ class QuerySupervisor:
     """
 
     def __init__(self, launchers: dict[str, LaunchFn], max_restarts: int = MAX_RESTARTS,
-                 window_s: float = RESTART_WINDOW_S, max_backoff_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 window_s: float = RESTART_WINDOW_S, max_backoff_s: float = 30.0) -> None:
         self.queries: dict[str, StreamingQuery] = {}
         self.restarts: dict[str, list[float]] = {}  # query name -> when it was restarted
         self._launchers = launchers
         self._max_restarts = max_restarts
         self._window_s = window_s
         self._max_backoff_s = max_backoff_s
-        self._clock = clock
         self._due: dict[str, float] = {}  # query name -> when its restart is due
 
     def watch(self, queries: list[StreamingQuery]) -> None:
@@ -228,7 +226,7 @@ class QuerySupervisor:
 
     def check(self) -> bool:
         """Restart the failed queries whose backoff is over; False: give up (too many failures)."""
-        now = self._clock()
+        now = time.monotonic()
         for name, query in list(self.queries.items()):
             if query.isActive or query.exception() is None:
                 continue

@@ -3,9 +3,8 @@
 Starts, in order: the embedded Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS
 is set), the display server, one Spark application running every streaming
 job, and, once its queries have started, the sources. Prints the URL, shows
-progress while Spark starts, then
-a one-line health summary every few seconds. Ctrl-C stops everything it
-started, newest first; logs stay in DATA_DIR/logs/.
+progress while Spark starts, then a one-line health summary every few seconds.
+Ctrl-C stops everything it started, newest first; logs stay in DATA_DIR/logs/.
 
 Every setting can be given as a flag (``python -m stack --display-port 8080``)
 or an environment variable (``DISPLAY_PORT=8080 make run``).
