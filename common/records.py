@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import types
 import typing
 from typing import Any, ClassVar, TypeVar, Union, get_type_hints
@@ -124,18 +123,25 @@ def _check(name: str, hint: Any, value: Any) -> Any:
     raise TypeError(f"unsupported field type {hint!r} for {name}")
 
 
-@functools.cache
-def _plan(cls: type[Record]) -> tuple[tuple[str, Any, bool, Any], ...]:
+_Plan = tuple[tuple[str, Any, bool, Any], ...]
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type[Record]) -> _Plan:
     """Per field of ``cls``: (name, type hint, may default, default), resolved once per class.
 
     ``get_type_hints`` evaluates every annotation string each call (``from __future__
     import annotations``): done per record it cost the display server's feed about 0.8 ms
     a record, so 1,000 records/s fell behind (py-spy, 2026-12-02).
     """
-    hints = get_type_hints(cls)
-    return tuple((f.name, hints[f.name],
-                  f.name not in cls.required and f.default is not dataclasses.MISSING, f.default)
-                 for f in dataclasses.fields(cls))
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = get_type_hints(cls)
+        plan = _PLANS[cls] = tuple(
+            (f.name, hints[f.name],
+             f.name not in cls.required and f.default is not dataclasses.MISSING, f.default)
+            for f in dataclasses.fields(cls))
+    return plan
 
 
 def from_json(cls: type[R], data: Any) -> R:
