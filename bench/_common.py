@@ -419,7 +419,7 @@ class Health:
 
         from common import kafka, topics
 
-        self._consumer = kafka.consumer(bootstrap, {"fetch.wait.max.ms": 100})
+        self._consumer = kafka.follower(bootstrap, 250)
         self._consumer.assign([TopicPartition(topics.HEALTH.name, 0, 0)])
         self.progress: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         self.ready: list[str] | None = None

@@ -239,7 +239,7 @@ class Baseline:
     def run(self) -> None:
         from confluent_kafka import TopicPartition
 
-        consumer = kafka.consumer(self.bootstrap, {"fetch.wait.max.ms": 100})
+        consumer = kafka.follower(self.bootstrap, 100)  # paced: see common.kafka.follower
         parts = kafka.partitions_of(consumer, [topics.VMSTAT.name])[topics.VMSTAT.name]
         consumer.assign([TopicPartition(topics.VMSTAT.name, p, 0) for p in parts])
         trigger = self.settings.trigger_seconds

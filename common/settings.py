@@ -145,6 +145,10 @@ class Settings:
     display_threads: int = setting(
         "DISPLAY_THREADS", "300", _int_range(4, 10_000),
         "Threads of the display server: each connected Socket.IO client holds one.")
+    display_fetch_ms: int = setting(
+        "DISPLAY_FETCH_MS", "50", _int_range(1, 10_000),
+        "The display server fetches new records from Kafka at most this often per partition "
+        "(ms): each fetch costs the embedded broker time that grows with the records it keeps.")
     ingest_host: str = setting("INGEST_HOST", "127.0.0.1", _str, "HTTP ingest address.")
     ingest_port: int = setting("INGEST_PORT", "5001", _int_range(0, 65535), "HTTP ingest port.")
     ingest_max_body_bytes: int = setting(

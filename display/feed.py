@@ -7,7 +7,9 @@ result rows to the demos that show their stream from their store.
 
 Latency: the loop blocks in ``poll()`` for the first message and then drains
 what is already there with ``consume(n, 0)``: ``consume(n, timeout)`` alone
-waits the whole timeout unless ``n`` messages arrive.
+waits the whole timeout unless ``n`` messages arrive. Each partition is fetched at
+most every DISPLAY_FETCH_MS (:func:`common.kafka.follower`): an unpaced follower
+made the embedded broker's CPU grow without bound.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ class KafkaFeed:
     """A thread that follows :data:`FOLLOWED` and routes each poll's messages."""
 
     def __init__(self, bootstrap: str, hub: Hub, emit: Emit,
-                 follow: tuple[str, ...] = FOLLOWED) -> None:
+                 follow: tuple[str, ...] = FOLLOWED, fetch_ms: int = 50) -> None:
         self.bootstrap = bootstrap
+        self.fetch_ms = fetch_ms
         self.hub = hub
         self.emit = emit
         self.follow = follow
@@ -99,7 +102,7 @@ class KafkaFeed:
         return {t for t, ps in parts.items() if ps}
 
     def _run(self) -> None:
-        consumer = kafka.consumer(self.bootstrap, {"fetch.wait.max.ms": 20})
+        consumer = kafka.follower(self.bootstrap, self.fetch_ms)
         probe = kafka.offset_probe(self.bootstrap)
         try:
             assigned: set[str] = set()

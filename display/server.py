@@ -216,7 +216,8 @@ def create_app(settings: Settings, stores: dict[str, Any] | None = None,
     if start_feed and settings.kafka_bootstrap_servers:
         from display.feed import KafkaFeed
 
-        display.feed = KafkaFeed(settings.kafka_bootstrap_servers, display.hub, display.emit)
+        display.feed = KafkaFeed(settings.kafka_bootstrap_servers, display.hub, display.emit,
+                                 fetch_ms=settings.display_fetch_ms)
         display.feed.start()
     if start_feed:
         socketio.start_background_task(_status_loop, socketio, display)

@@ -62,7 +62,7 @@ class HealthWatcher:
 
         from common import kafka
 
-        self._consumer = kafka.consumer(bootstrap, {"fetch.wait.max.ms": 100})
+        self._consumer = kafka.follower(bootstrap, 250)
         probe = kafka.offset_probe(bootstrap)
         parts = kafka.partitions_of(probe, [topics.HEALTH.name])[topics.HEALTH.name]
         ends = kafka.end_offsets(probe, [(topics.HEALTH.name, p) for p in parts])
