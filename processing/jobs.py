@@ -11,6 +11,7 @@ and ends with ``sys.exit(run_job(__doc__, start))``, so that
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
 import importlib
@@ -51,6 +52,10 @@ BatchFn = Callable[[SparkSession, "JobContext"], int]
 #: within RESTART_WINDOW_S; one more failure ends the application with exit code 1.
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 600.0
+#: Failures that say the machine is overloaded, not that the query is broken: Spark gives a
+#: new Python process a fixed 10 s to connect back (``PythonWorkerFactory``). They are
+#: retried with the same backoff but never end the application.
+TRANSIENT_FAILURES = ("Python worker failed to connect back",)
 
 StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
 #: Starts one query again (from its checkpoint); see :meth:`JobContext.launch`.
@@ -200,13 +205,21 @@ class QuerySupervisor:
     (see :func:`processing.pipeline.wait_until_initialised`), so restarting a whole
     job for one failure turned one failure into a cascade (seen in CI). A query is
     restarted after a backoff (1, 2, 4 ... 30 s); its MAX_RESTARTS-th restart within
-    RESTART_WINDOW_S is refused and :meth:`check` returns False (give up).
+    RESTART_WINDOW_S is refused and :meth:`check` returns False (give up). A failure
+    in :data:`TRANSIENT_FAILURES` (the machine too busy for a new Python process to
+    connect back in 10 s; seen at load average 9-10 on 2 cores) is restarted with the
+    same backoff but never counts toward giving up: ending the application would stop
+    every other query for a failure that goes away with the load.
     """
 
     def __init__(self, launchers: dict[str, LaunchFn], max_restarts: int = MAX_RESTARTS,
                  window_s: float = RESTART_WINDOW_S, max_backoff_s: float = 30.0) -> None:
         self.queries: dict[str, StreamingQuery] = {}
         self.restarts: dict[str, list[float]] = {}  # query name -> when it was restarted
+        #: query name -> failures in TRANSIENT_FAILURES (restarted, never a reason to give up)
+        self.transient: collections.Counter[str] = collections.Counter()
+        self._transient_restarts: dict[str, list[float]] = {}  # for their backoff only
+        self._pending_transient: set[str] = set()  # restarts due after a transient failure
         self._launchers = launchers
         self._max_restarts = max_restarts
         self._window_s = window_s
@@ -233,7 +246,10 @@ class QuerySupervisor:
             if name in self._due:
                 if now >= self._due[name]:
                     del self._due[name]
-                    self.restarts[name].append(now)
+                    history = self._transient_restarts if name in self._pending_transient \
+                        else self.restarts
+                    self._pending_transient.discard(name)
+                    history.setdefault(name, []).append(now)
                     log.info("restarting query %s from its checkpoint", name)
                     try:
                         self.queries[name] = self._launchers[name]()
@@ -247,6 +263,18 @@ class QuerySupervisor:
                 return False
             recent = [t for t in self.restarts.get(name, []) if now - t < self._window_s]
             self.restarts[name] = recent
+            if any(text in str(query.exception()) for text in TRANSIENT_FAILURES):
+                self.transient[name] += 1
+                self._pending_transient.add(name)
+                lately = [t for t in self._transient_restarts.get(name, [])
+                          if now - t < self._window_s]
+                self._transient_restarts[name] = lately
+                backoff = min(self._max_backoff_s, 2.0 ** min(len(lately), 10))
+                log.warning("query %s: the machine is too busy to start a Python process in "
+                            "time (%d such failures so far); restarting it in %.0f s",
+                            name, self.transient[name], backoff)
+                self._due[name] = now + backoff
+                continue
             if len(recent) >= self._max_restarts:
                 log.error("query %s: %d failures within %.0f min: giving up", name,
                           len(recent) + 1, self._window_s / 60)

@@ -21,15 +21,16 @@ pytestmark = pytest.mark.spark
 class Writer:
     """foreachBatch function that raises for its first ``failures`` batches."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, message: str = "on purpose") -> None:
         self.failures = failures
+        self.message = message
         self.failed: list[int] = []
         self.written: list[int] = []
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if len(self.failed) < self.failures:
             self.failed.append(batch_id)
-            raise RuntimeError(f"failing batch {batch_id} on purpose")
+            raise RuntimeError(f"failing batch {batch_id}: {self.message}")
         self.written.append(batch_id)
 
 
@@ -92,5 +93,28 @@ def test_a_query_that_keeps_failing_makes_the_supervisor_give_up(
         assert launches == ["doomed"] * 3  # started, then restarted twice
         assert len(doomed.failed) == 3
         assert not doomed.written
+    finally:
+        supervisor.stop_all()
+
+
+def test_failures_of_an_overloaded_machine_never_make_it_give_up(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    starved = Writer(failures=4, message="Python worker failed to connect back.")
+    launches: list[str] = []
+    launchers = {"starved": launcher(spark, "starved", tmp_path / "starved", starved, launches)}
+    supervisor = QuerySupervisor(launchers, max_restarts=2, max_backoff_s=0.2)
+    supervisor.watch([launchers["starved"]()])
+    try:
+        def written() -> bool:
+            assert supervisor.check(), "the supervisor gave up"
+            return bool(starved.written)
+
+        eventually(written, 120, "the query to write after 4 transient failures",
+                   interval_s=0.1)
+        assert launches == ["starved"] * 5
+        assert supervisor.transient["starved"] == 4
+        assert not supervisor.restarts.get("starved")  # none counted toward giving up
+        assert starved.written[0] == 0  # every restart replayed the failed batch
     finally:
         supervisor.stop_all()
