@@ -201,7 +201,8 @@ def partitions_of(client: Consumer | AdminClient, topics: Iterable[str], timeout
 
 
 def end_offsets(
-    probe: Consumer, partitions: Iterable[tuple[str, int]], timeout_s: float = 10.0
+    probe: Consumer, partitions: Iterable[tuple[str, int]], timeout_s: float = 10.0,
+    known: Mapping[tuple[str, int], tuple[int, int]] | None = None,
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """(earliest, end) offsets of each (topic, partition), correct on Tansu 0.6.0 too.
 
@@ -212,21 +213,42 @@ def end_offsets(
     listed offset, the last offset fetched + 1 and the fetch's high watermark.
     On Apache Kafka the fetch returns one record and changes nothing.
 
+    ``known``: (earliest, end) of partitions from an earlier call. A partition with a
+    known, non-empty end skips ListOffsets: the fetch from (known end - 1) alone gives
+    its end, and its earliest offset is kept. On Tansu each request costs time that grows
+    with the partition's record batches (ListOffsets for both ends 23 ms, a fetch 17 ms
+    at 10,000 batches), so this halves the cost of a probe. If that offset is gone (the
+    topic was recreated) the partition is listed after all.
+
     ``probe`` must come from :func:`offset_probe` and serve nothing else: this reassigns it.
     """
     result: dict[tuple[str, int], tuple[int, int]] = {}
-    for topic, partition in partitions:
+    trusted: set[tuple[str, int]] = set()  # ends taken from ``known``, to be confirmed
+    wanted = list(partitions)
+    for topic, partition in wanted:
+        prior = known.get((topic, partition)) if known else None
+        if prior is not None and prior[1] > prior[0]:
+            result[(topic, partition)] = prior
+            trusted.add((topic, partition))
+            continue
         low, high = probe.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout_s, cached=False
         )
         result[(topic, partition)] = (max(low, 0), max(high, 0))
     pending = {key for key, (low, high) in result.items() if high > low}
+    stale: set[tuple[str, int]] = set()
     if not pending:
         return result
     probe.assign([TopicPartition(t, p, result[(t, p)][1] - 1) for t, p in sorted(pending)])
     try:
         deadline = time.monotonic() + timeout_s
+        # A known end past a recreated, empty log fetches nothing: list it after this long.
+        trust_until = time.monotonic() + min(1.0, timeout_s)
         while pending:
+            if trusted & pending and time.monotonic() > trust_until:
+                stale |= trusted & pending
+                pending -= trusted
+                continue
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(
                     f"end offsets of {sorted(pending)} not fetched within {timeout_s} s"
@@ -241,6 +263,10 @@ def end_offsets(
                 if key not in pending:
                     continue
                 low, high = result[key]
+                if key in trusted and msg.offset() != high - 1:
+                    stale.add(key)  # the known end is gone: list this partition after all
+                    pending.discard(key)
+                    continue
                 _, fetched_high = probe.get_watermark_offsets(
                     TopicPartition(*key), cached=True
                 )
@@ -248,6 +274,8 @@ def end_offsets(
                 pending.discard(key)
     finally:
         probe.unassign()
+    if stale:
+        result.update(end_offsets(probe, sorted(stale), timeout_s))
     return result
 
 

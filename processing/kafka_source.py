@@ -93,6 +93,9 @@ KAFKA_SCHEMA = StructType(
 
 EARLIEST = -2
 LATEST = -1
+#: How often the reader lists every partition's offsets with ListOffsets (seconds); between
+#: listings one fetch from the last known end finds a partition's end.
+LIST_EVERY_S = 30.0
 
 Offsets = dict[str, dict[str, int]]
 
@@ -356,6 +359,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._target: dict[tuple[str, int], int] | None = None  # availableNow end
         self._latest: dict[tuple[str, int], int] | None = None
         self._earliest: dict[tuple[str, int], int] = {}
+        self._known: dict[tuple[str, int], tuple[int, int]] = {}  # (earliest, end) last seen
+        self._listed_at: float | None = None  # when ListOffsets last ran (time.monotonic())
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -381,7 +386,16 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if missing:
             log.warning("subscribed topics not found (yet): %s", ", ".join(missing))
         wanted = [(t, p) for t, ps in parts.items() for p in ps]
-        positions = end_offsets(client, wanted, timeout_s=self.options.poll_timeout_ms / 1000)
+        # Between full listings, a partition's end is found from its last known end with one
+        # fetch (see common.kafka.end_offsets); its earliest offset is listed every
+        # LIST_EVERY_S (the read tasks find deleted records by their offsets anyway).
+        now = time.monotonic()
+        full = self._listed_at is None or now - self._listed_at >= LIST_EVERY_S
+        positions = end_offsets(client, wanted, timeout_s=self.options.poll_timeout_ms / 1000,
+                                known=None if full else self._known)
+        if full:
+            self._listed_at = now
+        self._known = positions
         self._earliest = {tp: low for tp, (low, _) in positions.items()}
         return positions
 
