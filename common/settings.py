@@ -146,7 +146,7 @@ class Settings:
         "DISPLAY_THREADS", "300", _int_range(4, 10_000),
         "Threads of the display server: each connected Socket.IO client holds one.")
     display_fetch_ms: int = setting(
-        "DISPLAY_FETCH_MS", "50", _int_range(1, 10_000),
+        "DISPLAY_FETCH_MS", "200", _int_range(1, 10_000),
         "The display server fetches new records from Kafka at most this often per partition "
         "(ms): each fetch costs the embedded broker time that grows with the records it keeps.")
     ingest_host: str = setting("INGEST_HOST", "127.0.0.1", _str, "HTTP ingest address.")
