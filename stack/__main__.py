@@ -54,6 +54,44 @@ class Progress:
         self._last = ""
 
 
+#: Above this share of a core the health line says what the embedded broker's load means.
+BROKER_BUSY = 0.5
+
+
+def broker_health(cpu_cores: float, uptime_s: float) -> str:
+    """The embedded broker's part of the health line, e.g. ``broker 14% CPU, up 8 min``.
+
+    Tansu 0.6.0 keeps every record in memory and its requests cost more the more it keeps
+    (README, Benchmarks): its CPU grows with uptime, so the line shows both, with a hint once
+    it is busy.
+    """
+    text = f"broker {cpu_cores * 100:.0f}% CPU, up {uptime_s / 60:.0f} min"
+    if cpu_cores >= BROKER_BUSY:
+        text += " (it slows down as it keeps more records: restart to empty it)"
+    return text
+
+
+class BrokerMeter:
+    """CPU of the embedded broker's process between two calls (a share of one core)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self._started = time.monotonic()
+        self._last = (self._started, self._cpu())
+
+    def _cpu(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def read(self) -> str:
+        now, cpu = time.monotonic(), self._cpu()
+        then, before = self._last
+        self._last = (now, cpu)
+        return broker_health((cpu - before) / max(now - then, 1e-3), now - self._started)
+
+
 class HealthWatcher:
     """Follows the ``health`` topic from its end, keeping the latest message per query/source."""
 
@@ -240,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         announced = args.no_spark
         last_summary = 0.0
+        meter = BrokerMeter(broker.pid) if broker is not None and broker.pid else None
         while not stopping.is_set():
             failed = supervisor.failed()
             if failed is not None:
@@ -263,7 +302,13 @@ def main(argv: list[str] | None = None) -> int:
                     progress.show(f"Spark: {stage} ... {now - started:.0f} s")
             elif now - last_summary >= 5:
                 last_summary = now
-                progress.show(watcher.summary())
+                line = watcher.summary()
+                if meter is not None:
+                    try:
+                        line += " | " + meter.read()
+                    except Exception:  # noqa: BLE001 - the broker's end is reported elsewhere
+                        meter = None
+                progress.show(line)
             stopping.wait(0.5)
         progress.done("stopping ...")
         return 0

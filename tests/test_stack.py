@@ -87,3 +87,11 @@ def test_the_index_accounts_for_every_record(running_stack: Any) -> None:
             return r if all(r[w]["batch"] != seen[w] and complete(r[w]) for w in wanted) else None
 
         rows = eventually(next_reports, 60, "the next reports", interval_s=0.5)
+
+
+def test_the_health_line_shows_the_embedded_brokers_cpu(running_stack: Any) -> None:
+    import re
+
+    line = re.compile(r"queries, lag .* \| broker \d+% CPU, up \d+ min")
+    eventually(lambda: line.search(running_stack.output()), 120,
+               "a health line with the broker's CPU in the stack's output", interval_s=0.5)
