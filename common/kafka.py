@@ -224,8 +224,7 @@ def end_offsets(
     """
     result: dict[tuple[str, int], tuple[int, int]] = {}
     trusted: set[tuple[str, int]] = set()  # ends taken from ``known``, to be confirmed
-    wanted = list(partitions)
-    for topic, partition in wanted:
+    for topic, partition in partitions:
         prior = known.get((topic, partition)) if known else None
         if prior is not None and prior[1] > prior[0]:
             result[(topic, partition)] = prior

@@ -74,7 +74,7 @@ class KafkaFeed:
     """A thread that follows :data:`FOLLOWED` and routes each poll's messages."""
 
     def __init__(self, bootstrap: str, hub: Hub, emit: Emit,
-                 follow: tuple[str, ...] = FOLLOWED, fetch_ms: int = 200) -> None:
+                 *, fetch_ms: int, follow: tuple[str, ...] = FOLLOWED) -> None:
         self.bootstrap = bootstrap
         self.fetch_ms = fetch_ms
         self.hub = hub

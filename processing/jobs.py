@@ -219,12 +219,12 @@ class QuerySupervisor:
         #: query name -> failures in TRANSIENT_FAILURES (restarted, never a reason to give up)
         self.transient: collections.Counter[str] = collections.Counter()
         self._transient_restarts: dict[str, list[float]] = {}  # for their backoff only
-        self._pending_transient: set[str] = set()  # restarts due after a transient failure
         self._launchers = launchers
         self._max_restarts = max_restarts
         self._window_s = window_s
         self._max_backoff_s = max_backoff_s
-        self._due: dict[str, float] = {}  # query name -> when its restart is due
+        #: query name -> (when its restart is due, whether it follows a transient failure)
+        self._due: dict[str, tuple[float, bool]] = {}
 
     def watch(self, queries: list[StreamingQuery]) -> None:
         for q in queries:
@@ -244,11 +244,10 @@ class QuerySupervisor:
             if query.isActive or query.exception() is None:
                 continue
             if name in self._due:
-                if now >= self._due[name]:
+                due, transient = self._due[name]
+                if now >= due:
                     del self._due[name]
-                    history = self._transient_restarts if name in self._pending_transient \
-                        else self.restarts
-                    self._pending_transient.discard(name)
+                    history = self._transient_restarts if transient else self.restarts
                     history.setdefault(name, []).append(now)
                     log.info("restarting query %s from its checkpoint", name)
                     try:
@@ -261,27 +260,23 @@ class QuerySupervisor:
                 log.error("query %s was not started with JobContext.launch: cannot restart it",
                           name)
                 return False
-            recent = [t for t in self.restarts.get(name, []) if now - t < self._window_s]
-            self.restarts[name] = recent
-            if any(text in str(query.exception()) for text in TRANSIENT_FAILURES):
+            transient = any(text in str(query.exception()) for text in TRANSIENT_FAILURES)
+            history = self._transient_restarts if transient else self.restarts
+            recent = [t for t in history.get(name, []) if now - t < self._window_s]
+            history[name] = recent
+            backoff = min(self._max_backoff_s, 2.0 ** min(len(recent), 10))
+            if transient:
                 self.transient[name] += 1
-                self._pending_transient.add(name)
-                lately = [t for t in self._transient_restarts.get(name, [])
-                          if now - t < self._window_s]
-                self._transient_restarts[name] = lately
-                backoff = min(self._max_backoff_s, 2.0 ** min(len(lately), 10))
                 log.warning("query %s: the machine is too busy to start a Python process in "
                             "time (%d such failures so far); restarting it in %.0f s",
                             name, self.transient[name], backoff)
-                self._due[name] = now + backoff
-                continue
-            if len(recent) >= self._max_restarts:
+            elif len(recent) >= self._max_restarts:
                 log.error("query %s: %d failures within %.0f min: giving up", name,
                           len(recent) + 1, self._window_s / 60)
                 return False
-            backoff = min(self._max_backoff_s, 2.0 ** len(recent))
-            log.info("query %s: restarting it alone in %.0f s", name, backoff)
-            self._due[name] = now + backoff
+            else:
+                log.info("query %s: restarting it alone in %.0f s", name, backoff)
+            self._due[name] = (now + backoff, transient)
         return True
 
     def stop_all(self) -> None:

@@ -358,7 +358,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._probe: Any = None  # a confluent Consumer, created lazily, never pickled
         self._target: dict[tuple[str, int], int] | None = None  # availableNow end
         self._latest: dict[tuple[str, int], int] | None = None
-        self._earliest: dict[tuple[str, int], int] = {}
         self._known: dict[tuple[str, int], tuple[int, int]] = {}  # (earliest, end) last seen
         self._listed_at: float | None = None  # when ListOffsets last ran (time.monotonic())
 
@@ -396,7 +395,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if full:
             self._listed_at = now
         self._known = positions
-        self._earliest = {tp: low for tp, (low, _) in positions.items()}
         return positions
 
     def initialOffset(self) -> Offsets:
@@ -484,9 +482,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         for tp, stop in until.items():
             first = begin.get(tp)
             if first is None:  # a partition new in this batch: from its earliest offset
-                first = self._earliest.get(tp, 0)
+                first = self._known.get(tp, (0, 0))[0]
             if not self.options.fail_on_data_loss:
-                first = max(first, self._earliest.get(tp, first))
+                first = max(first, self._known.get(tp, (first, 0))[0])
             if stop > first:
                 ranges.append(OffsetRange(tp[0], tp[1], first, stop))
         tasks = plan_read_tasks(ranges, self.options.max_read_tasks, self.options.rows_per_read_task)

@@ -120,7 +120,7 @@ class _Reader(KafkaStreamReader):
         self.positions = positions
 
     def _positions(self) -> dict[tuple[str, int], tuple[int, int]]:
-        self._earliest = {tp: low for tp, (low, _) in self.positions.items()}
+        self._known = dict(self.positions)
         return self.positions
 
 

@@ -46,6 +46,16 @@ def launcher(spark: SparkSession, name: str, checkpoint: Path, writer: Writer,
     return launch
 
 
+def wait_until_written(supervisor: QuerySupervisor, writer: Writer, timeout_s: float,
+                       what: str) -> None:
+    """Check the supervisor (it must not give up) until ``writer`` has written a batch."""
+    def written() -> bool:
+        assert supervisor.check(), "the supervisor gave up"
+        return bool(writer.written)
+
+    eventually(written, timeout_s, what, interval_s=0.1)
+
+
 def test_a_failed_query_is_restarted_alone_and_replays_its_failed_batch(
     spark: SparkSession, tmp_path: Path
 ) -> None:
@@ -59,12 +69,7 @@ def test_a_failed_query_is_restarted_alone_and_replays_its_failed_batch(
     supervisor.watch([launchers["flaky"](), launchers["steady"]()])
     steady = supervisor.queries["steady"]
     try:
-        def flaky_wrote_after_restart() -> bool:
-            assert supervisor.check(), "the supervisor gave up"
-            return bool(failing.written)
-
-        eventually(flaky_wrote_after_restart, 90, "the failed query to write after its restart",
-                   interval_s=0.1)
+        wait_until_written(supervisor, failing, 90, "the failed query to write after its restart")
         assert failing.failed == [0]
         # Restarted from its checkpoint: the batch that failed is the first one written.
         assert failing.written[0] == 0
@@ -106,12 +111,7 @@ def test_failures_of_an_overloaded_machine_never_make_it_give_up(
     supervisor = QuerySupervisor(launchers, max_restarts=2, max_backoff_s=0.2)
     supervisor.watch([launchers["starved"]()])
     try:
-        def written() -> bool:
-            assert supervisor.check(), "the supervisor gave up"
-            return bool(starved.written)
-
-        eventually(written, 120, "the query to write after 4 transient failures",
-                   interval_s=0.1)
+        wait_until_written(supervisor, starved, 120, "the query to write after 4 transient failures")
         assert launches == ["starved"] * 5
         assert supervisor.transient["starved"] == 4
         assert not supervisor.restarts.get("starved")  # none counted toward giving up
