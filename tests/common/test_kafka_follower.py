@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,8 @@ RECORDS = 150  # one every 10 ms, each its own record batch
 
 def follow(bootstrap: str, topic: str, make: Callable[[dict[str, Any]], Any]
            ) -> tuple[int, int, float]:
-    """(records received, Fetch requests sent, seconds) while a producer writes every 10 ms."""
+    """(records received, Fetch requests sent, seconds the consumer lived until that count)
+    while a producer writes every 10 ms."""
     stats: list[dict[str, Any]] = []
     consumer = make({"statistics.interval.ms": 200, "stats_cb": lambda s: stats.append(json.loads(s))})
     ends = kafka.end_offsets(kafka.offset_probe(bootstrap), [(topic, 0)])
@@ -35,7 +35,6 @@ def follow(bootstrap: str, topic: str, make: Callable[[dict[str, Any]], Any]
         done.set()
 
     consumer.poll(0.2)  # joins the broker before the first record
-    started = time.monotonic()
     writer = threading.Thread(target=produce)
     writer.start()
     try:
@@ -45,14 +44,15 @@ def follow(bootstrap: str, topic: str, make: Callable[[dict[str, Any]], Any]
             return received >= RECORDS
 
         eventually(all_received, 30, f"{RECORDS} records followed")
-        elapsed = time.monotonic() - started
         consumer.poll(0.3)  # one more statistics report
     finally:
         writer.join()
         consumer.close()
-    fetches = max(sum(b.get("req", {}).get("Fetch", 0) for b in s["brokers"].values())
-                  for s in stats)
-    return received, fetches, elapsed
+    # Counts are cumulative from the consumer's creation, so they are set against its
+    # age ("age", microseconds) in the same report, not against the producer's time.
+    last = max(stats, key=lambda s: s["age"])
+    fetches = sum(b.get("req", {}).get("Fetch", 0) for b in last["brokers"].values())
+    return received, fetches, last["age"] / 1e6
 
 
 def test_a_follower_fetches_at_most_every_interval_and_misses_nothing(
@@ -65,6 +65,9 @@ def test_a_follower_fetches_at_most_every_interval_and_misses_nothing(
     assert got == got_plain == RECORDS
     # ~1.5-2 s of records, one every 10 ms: a consumer waiting 20 ms fetches after
     # nearly each one (measured 170); the follower about every 200 ms (measured 10 in 1.9 s).
-    bound = seconds / 0.2 + 3
-    assert paced <= bound, (paced, seconds)
-    assert plain > 2 * (plain_seconds / 0.2 + 3), (plain, plain_seconds)
+    # The bound allows timer jitter (a quarter) and the fetches around joining.
+    def bound(seconds: float) -> float:
+        return 1.25 * seconds / 0.2 + 3
+
+    assert paced <= bound(seconds), (paced, seconds)
+    assert plain > 2 * bound(plain_seconds), (plain, plain_seconds)
