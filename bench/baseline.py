@@ -100,7 +100,7 @@ class Pane:
 
 
 def merged_values(panes: Sequence[Pane]) -> dict[str, Any]:
-    """The row values of a window made of ``panes``: count, then avg/min/max per metric."""
+    """The row values of a window made of ``panes``: count, then avg/min/max/n per metric."""
     values: dict[str, Any] = {"count": sum(p.count for p in panes)}
     for i, metric in enumerate(METRICS):
         n = sum(p.n[i] for p in panes)
@@ -109,6 +109,7 @@ def merged_values(panes: Sequence[Pane]) -> dict[str, Any]:
         values[f"{metric}_avg"] = sum(p.sums[i] for p in panes) / n if n else None
         values[f"{metric}_min"] = min(lows) if lows else None  # type: ignore[type-var]
         values[f"{metric}_max"] = max(highs) if highs else None  # type: ignore[type-var]
+        values[f"{metric}_n"] = n
     return values
 
 

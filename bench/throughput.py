@@ -3,8 +3,9 @@
 For each engine, one fresh embedded broker (``EmbeddedBroker``, port 0) and one long-lived
 consumer of the ``vmstat`` topic, as a user runs them:
 
-* ``spark``: ``python -m processing.vmstat_windows`` (both queries: 10 s tumbling and
-  1 min sliding windows, 1 s trigger, ``local[2]``), writing SQLite and ``results``;
+* ``spark``: ``python -m processing.vmstat_windows`` (one query: 10 s tumbling windows,
+  and the 1 min sliding ones built from them, 1 s trigger, ``local[2]``), writing SQLite
+  and ``results``;
 * ``baseline``: ``bench/baseline.py``, the same windows in one plain Python process.
 
 Then steps of a fixed input rate (default 5k, 10k, 20k, 40k, 80k records/s), each from a
@@ -19,8 +20,8 @@ the job gets DRAIN s (default 30) to catch up.
 
 A step **holds** when, over the measured seconds, the lag's least-squares slope is under
 2% of the rate (it does not grow) and at most 5 s of input waits at the end (median lag
-of the last 5 s), plus the query's trigger interval (the sliding windows read every
-OTHER_TRIGGER_SECONDS, so that much input waits between their reads by design), the job drains within DRAIN s, and the store's
+of the last 5 s), plus the query's trigger interval (that much input waits between its
+reads by design), the job drains within DRAIN s, and the store's
 ``vmstat_tumbling`` counts for the step's hosts add up to exactly the records produced
 (produced = stored), with no late or malformed row. Stepping stops at the first step that
 does not hold; then one step halfway between the last held rate and it (on a fresh broker
@@ -66,26 +67,26 @@ from bench._common import (
 )
 from common.broker import EmbeddedBroker
 
-QUERIES = {"spark": ["vmstat_tumbling@disk", "vmstat_sliding@disk"],
-           "baseline": ["vmstat_windows@baseline"]}
+BASELINE_QUERIES = ["vmstat_windows@baseline"]
 SLOPE_LIMIT = 0.02  # lag may grow by at most 2% of the rate per second
 BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting (+ its trigger)
 
 
-def spark_queries() -> dict[str, bool]:
-    """The host-metrics job's queries (as ``QUERIES["spark"]`` names them), each with
-    whether it runs on OTHER_TRIGGER_SECONDS (``WindowedStream.slow``)."""
+def queries(engine: str) -> list[str]:
+    """The names of the engine's queries (Spark: one per windowed stream with its own)."""
+    if engine != "spark":
+        return BASELINE_QUERIES
     from common import settings
     from processing.vmstat_windows import windowed_streams
 
-    return {f"{s.stream}@disk": s.slow for s in windowed_streams(settings.load(environ={}))}
+    return [f"{s.stream}@disk" for s in windowed_streams(settings.load(environ={}))
+            if not s.derived]
 
 
 class EngineRun:
     """A fresh broker and one engine consuming ``vmstat`` from it, in a workspace."""
 
-    def __init__(self, ws: Workspace, engine: str, run_no: int, trigger: float,
-                 other_trigger: float) -> None:
+    def __init__(self, ws: Workspace, engine: str, run_no: int, trigger: float) -> None:
         self.ws = ws
         self.engine = engine
         self.data_dir = ws.path(f"{engine}-{run_no}")
@@ -94,17 +95,15 @@ class EngineRun:
         self.bootstrap = self.broker.start()
         self.health = Health(self.bootstrap)
         env = base_env(self.data_dir, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-                       TRIGGER_SECONDS=str(trigger), OTHER_TRIGGER_SECONDS=str(other_trigger))
+                       TRIGGER_SECONDS=str(trigger))
         argv = ([PY, "-m", "processing.vmstat_windows"] if engine == "spark"
                 else [PY, str(BASELINE_SCRIPT)])
         self.proc = ws.start(argv, f"{engine}-{run_no}.log", env=env)
         assert self.broker.pid is not None
         self.memory = MemorySampler([self.proc.pid, self.broker.pid]).start()
-        self.queries = QUERIES[engine]
+        self.queries = queries(engine)
         #: Seconds between a query's reads: it leaves up to that much input waiting by design.
-        self.triggers = ({q: other_trigger if slow else trigger
-                          for q, slow in spark_queries().items()}
-                         if engine == "spark" else {q: 0.0 for q in self.queries})
+        self.triggers = {q: trigger if engine == "spark" else 0.0 for q in self.queries}
         self.steps_done = 0
 
     def check(self) -> None:
@@ -264,7 +263,7 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     with Workspace(f"throughput-{engine}", keep=args.keep) as ws:
         run_no = 1
         say(f"[{engine}] starting a broker and the job ...")
-        run = EngineRun(ws, engine, run_no, args.trigger, args.other_trigger)
+        run = EngineRun(ws, engine, run_no, args.trigger)
         try:
             say(f"[{engine}] queries running and primed after {run.wait_ready(args.prime):.0f} s")
             for rate in args.steps:
@@ -281,7 +280,7 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 run.close()
                 run_no += 1
                 say(f"[{engine}] {what} {rate:,}/s on a fresh broker and job ...")
-                run = EngineRun(ws, engine, run_no, args.trigger, args.other_trigger)
+                run = EngineRun(ws, engine, run_no, args.trigger)
                 say(f"[{engine}] queries running and primed after {run.wait_ready(args.prime):.0f} s")
                 result = run.step(rate, args)
                 result["refinement"] = True
@@ -316,7 +315,7 @@ def print_steps(engine: str, steps: list[dict[str, Any]]) -> None:
                      sum(s["cores_used"].values()), s["load_generator_cores"], s["peak_rss_mib"],
                      " ".join(str(x) for x in s["load_avg"] or []),
                      "yes" if s["held"] else f"no: {s['why_not']}"))
-    print(f"\n{engine} (per query: " + " / ".join(QUERIES[engine]) + ")")
+    print(f"\n{engine} (per query: " + " / ".join(queries(engine)) + ")")
     print(table(["step", "acked/s", "processed/s", "lag slope/s", "max lag", "batch ms p50",
                  "drain s", "stored / produced", "job+broker cores", "generator cores",
                  "peak RSS MiB", "load avg", "held"], rows))
@@ -334,8 +333,6 @@ def main() -> int:
                              "step: JIT warm-up (default 120)")
     parser.add_argument("--drain", type=float, default=30.0)
     parser.add_argument("--trigger", type=float, default=1.0)
-    parser.add_argument("--other-trigger", type=float, default=5.0,
-                        help="OTHER_TRIGGER_SECONDS: the sliding windows' trigger (default 5)")
     parser.add_argument("--no-refine", dest="refine", action="store_false")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: steps 5k and 20k, 15 s each, no refinement")

@@ -58,6 +58,7 @@ _VMSTAT_VALUES = (
     ("<metric>_avg, <metric>_min, <metric>_max",
      "for each metric of common.records.VmstatSample.METRICS (cpu_user, ..., load_15m); "
      "null when no sample had it"),
+    ("<metric>_n", "samples that had the metric"),
 )
 _CASE_COUNT = (("count", "cases so far"),)
 
@@ -69,7 +70,8 @@ STREAMS: dict[str, Stream] = {
                "host", _VMSTAT_VALUES,
                accounting=Accounting("vmstat", "vmstat_tumbling", "count")),
         Stream("vmstat_sliding", "vmstat_windows",
-               "host metrics per host over sliding windows (1 min, 10 s slide)",
+               "host metrics per host over sliding windows (1 min, 10 s slide), built from "
+               "the tumbling windows",
                "host", _VMSTAT_VALUES),
         Stream("random_stats", "random_stats",
                "random numbers per tumbling window: count, mean, stddev, min, max, histogram, gaps",

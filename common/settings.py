@@ -338,6 +338,12 @@ def load(
             f"SLIDING_WINDOW_SECONDS={settings.sliding_window_seconds} must be a multiple of "
             f"SLIDE_SECONDS={settings.slide_seconds}"
         )
+    if settings.slide_seconds % settings.window_seconds:
+        raise SettingsError(
+            f"SLIDE_SECONDS={settings.slide_seconds} must be a multiple of "
+            f"WINDOW_SECONDS={settings.window_seconds}: the sliding host-metric windows are "
+            "built from the tumbling ones"
+        )
     return settings
 
 

@@ -164,14 +164,16 @@ class JobContext:
         watermark = pipeline.seconds(self.settings.watermark_seconds)
         queries = []
         for spec in specs:
-            every = self.settings.other_trigger_seconds if spec.slow else None
+            if spec.derived:
+                continue
             for store in self.stores_for(spec.stream):
                 records = pipeline.parse_records(self.read(spec.topic), spec.record_type,
                                                  observe_as=f"{spec.stream}_input")
                 windows = spec.transform(pipeline.valid(records), watermark)
-                queries.append(self.start(windows, spec.stream, store,
-                                          self.writer(spec.stream, store, spec.to_rows),
-                                          trigger_seconds=every))
+                writer = self.writer(spec.stream, store, spec.to_rows)
+                if spec.with_store is not None:
+                    writer.to_rows = spec.with_store(_stored_rows(writer, spec.stream))
+                queries.append(self.start(windows, spec.stream, store, writer))
         return queries
 
     def run_started(self, stream: str, store: str) -> dt.datetime:
@@ -195,6 +197,10 @@ class JobContext:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+
+
+def _stored_rows(writer: pipeline.ResultWriter, stream: str) -> pipeline.StoredRows:
+    return lambda start, end: writer.store.range(stream, start, end)
 
 
 class QuerySupervisor:

@@ -171,6 +171,8 @@ def from_micros(micros: int) -> dt.datetime:
 
 
 RowsFn = Callable[[list[dict[str, Any]]], list[ResultRow]]
+#: A stream's stored rows whose window starts in [start, end).
+StoredRows = Callable[[dt.datetime, dt.datetime], list[ResultRow]]
 
 
 class Ledger:
@@ -375,9 +377,11 @@ class WindowedStream:
         transform: (valid parsed records, watermark or None) -> windowed rows with
             ``window_start_us`` and ``window_end_us``.
         to_rows: collected windowed rows -> result rows.
-        slow: triggered every OTHER_TRIGGER_SECONDS even in a job triggered every
-            TRIGGER_SECONDS (a window that slides every 10 s gains nothing from a 1 s
-            trigger, and every micro-batch costs about a core-second here).
+        with_store: the live query's ``to_rows`` instead, given a reader of this stream's
+            stored rows (by a range of window starts): for rows of other streams built
+            from this one's (the sliding host-metric windows from the tumbling ones).
+        derived: no query of its own; its rows come from another stream's ``with_store``
+            (``transform`` and ``to_rows`` still recompute it from the archive).
     """
 
     stream: str
@@ -385,7 +389,8 @@ class WindowedStream:
     record_type: type[records.Record]
     transform: Callable[[DataFrame, str | None], DataFrame]
     to_rows: RowsFn
-    slow: bool = False
+    with_store: Callable[[StoredRows], RowsFn] | None = None
+    derived: bool = False
 
 
 def seconds(value: float) -> str:

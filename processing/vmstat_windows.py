@@ -1,11 +1,16 @@
 """Host metrics per host over event-time windows: count and avg/min/max of every metric.
 
-Two queries over the ``vmstat`` topic: tumbling windows (WINDOW_SECONDS, 10 s)
-to the stream ``vmstat_tumbling``, triggered every TRIGGER_SECONDS, and sliding
-windows (SLIDING_WINDOW_SECONDS every SLIDE_SECONDS, 1 min every 10 s) to
-``vmstat_sliding``, triggered every OTHER_TRIGGER_SECONDS. Both keep a
-watermark of WATERMARK_SECONDS, emit changed windows each trigger (update
-mode), upsert them into the store and push them to the ``results`` topic.
+One query over the ``vmstat`` topic: tumbling windows (WINDOW_SECONDS, 10 s) to the
+stream ``vmstat_tumbling``, triggered every TRIGGER_SECONDS, with a watermark of
+WATERMARK_SECONDS; each trigger emits the changed windows (update mode), upserts
+them into the store and pushes them to the ``results`` topic.
+
+The sliding windows of ``vmstat_sliding`` (SLIDING_WINDOW_SECONDS every
+SLIDE_SECONDS, 1 min every 10 s) are built from the tumbling ones, which serve as
+panes: each batch's writer merges, for every sliding window that contains a changed
+tumbling window, its panes from the batch and the store (:func:`sliding_rows`). A
+second Spark query over the same topic cost a core-second per micro-batch and
+expanded every record into 6 windows (see README, "Where a micro-batch goes").
 
 Run alone::
 
@@ -18,7 +23,10 @@ stopped; ``--replay`` reads the topic from the start and exits when done.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,15 +36,20 @@ from common.records import VmstatSample
 from common.settings import Settings
 from processing import pipeline
 from processing.jobs import JobContext, run_job
+from storage.base import ResultRow
 
+TUMBLING = "vmstat_tumbling"
+SLIDING = "vmstat_sliding"
 METRICS = VmstatSample.METRICS
-STATS = ("avg", "min", "max")
+#: Per metric: its average, minimum and maximum, and ``n``, the samples that had it (a
+#: metric may be null), which the sliding windows need to weigh each pane's average.
+STATS = ("avg", "min", "max", "n")
 VALUE_COLUMNS = ("count", *(f"{m}_{s}" for m in METRICS for s in STATS))
 
 
 def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
                    watermark: str | None = None) -> DataFrame:
-    """Per host and window: ``count`` and ``<metric>_avg/_min/_max`` of every metric.
+    """Per host and window: ``count`` and ``<metric>_avg/_min/_max/_n`` of every metric.
 
     ``samples`` has the columns of :class:`VmstatSample`. The output has
     ``host``, ``window_start_us``, ``window_end_us`` and :data:`VALUE_COLUMNS`.
@@ -49,6 +62,7 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
             F.avg(metric).alias(f"{metric}_avg"),
             F.min(metric).alias(f"{metric}_min"),
             F.max(metric).alias(f"{metric}_max"),
+            F.count(metric).alias(f"{metric}_n"),
         ]
     bucket = F.window("event_time", window, slide) if slide else F.window("event_time", window)
     grouped = samples.groupBy(bucket.alias("window"), "host").agg(
@@ -57,25 +71,109 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
                           *pipeline.TIMING_COLUMNS)
 
 
+def merge_panes(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values of a window made of ``panes`` (values of adjacent windows, oldest first).
+
+    Counts add up, minima and maxima carry over, and each metric's average is the
+    average of the panes' averages weighed by their ``<metric>_n``. Deterministic
+    for the same panes, so a recomputation equals what the live job stored.
+    """
+    out: dict[str, Any] = {"count": sum(int(p["count"]) for p in panes)}
+    for m in METRICS:
+        having = [p for p in panes if p.get(f"{m}_n")]
+        n = sum(int(p[f"{m}_n"]) for p in having)
+        out[f"{m}_avg"] = (sum(p[f"{m}_avg"] * p[f"{m}_n"] for p in having) / n) if n else None
+        out[f"{m}_min"] = min((p[f"{m}_min"] for p in having), default=None)
+        out[f"{m}_max"] = max((p[f"{m}_max"] for p in having), default=None)
+        out[f"{m}_n"] = n
+    return out
+
+
+def sliding_starts(pane_start: dt.datetime, length: dt.timedelta, slide: dt.timedelta
+                   ) -> list[dt.datetime]:
+    """Starts of the sliding windows (``length`` every ``slide``, aligned to the epoch as
+    Spark's) that contain the pane starting at ``pane_start``, oldest first."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    last = pane_start - (pane_start - epoch) % slide
+    starts = []
+    start = last
+    while start > pane_start - length:
+        starts.append(start)
+        start -= slide
+    return starts[::-1]
+
+
+def sliding_rows(changed: Iterable[ResultRow], panes: Mapping[tuple[str, dt.datetime], ResultRow],
+                 length: dt.timedelta, slide: dt.timedelta, pane: dt.timedelta) -> list[ResultRow]:
+    """The sliding windows that contain a changed pane, each merged from the ``panes``
+    it contains (by (host, start); a missing pane had no sample). Pure: see tests."""
+    windows = sorted({(p.key, start) for p in changed
+                      for start in sliding_starts(p.window_start, length, slide)})
+    out = []
+    for host, start in windows:
+        found = [panes[(host, t)].values for t in _steps(start, start + length, pane)
+                 if (host, t) in panes]
+        out.append(ResultRow(SLIDING, host, start, start + length, merge_panes(found)))
+    return out
+
+
+def _steps(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> Iterable[dt.datetime]:
+    while start < end:
+        yield start
+        start += step
+
+
+PaneReader = Callable[[dt.datetime, dt.datetime], list[ResultRow]]
+
+
+class TumblingAndSliding:
+    """``to_rows`` of the tumbling query: a batch's tumbling rows, then the sliding windows
+    that contain them, with the other panes read by ``stored`` (the store's tumbling rows
+    in a range of window starts; None: the batch holds every pane, as in a recomputation).
+    """
+
+    def __init__(self, settings: Settings, stored: PaneReader | None = None) -> None:
+        self.length = dt.timedelta(seconds=settings.sliding_window_seconds)
+        self.slide = dt.timedelta(seconds=settings.slide_seconds)
+        self.pane = dt.timedelta(seconds=settings.window_seconds)
+        self.stored = stored
+        self.tumbling = pipeline.result_rows(TUMBLING, "host", VALUE_COLUMNS)
+
+    def __call__(self, collected: list[dict[str, Any]]) -> list[ResultRow]:
+        tumbling = self.tumbling(collected)
+        return tumbling + self.sliding(tumbling)
+
+    def sliding(self, tumbling: list[ResultRow]) -> list[ResultRow]:
+        panes: dict[tuple[str, dt.datetime], ResultRow] = {}
+        if self.stored is not None and tumbling:
+            low = min(r.window_start for r in tumbling) - self.length
+            high = max(r.window_start for r in tumbling) + self.length
+            panes.update(((r.key, r.window_start), r) for r in self.stored(low, high))
+        panes.update(((r.key, r.window_start), r) for r in tumbling)  # the batch is newer
+        return sliding_rows(tumbling, panes, self.length, self.slide, self.pane)
+
+
 def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
-    """The tumbling and the sliding stream (see :class:`processing.pipeline.WindowedStream`)."""
+    """The tumbling stream, and the sliding one derived from it (see
+    :class:`processing.pipeline.WindowedStream`)."""
     tumbling = pipeline.seconds(settings.window_seconds)
-    sliding = pipeline.seconds(settings.sliding_window_seconds)
-    slide = pipeline.seconds(settings.slide_seconds)
+
+    def transform(df: DataFrame, watermark: str | None) -> DataFrame:
+        return windowed_stats(df, tumbling, None, watermark)
+
+    both = TumblingAndSliding(settings)
     return [
-        pipeline.WindowedStream(
-            "vmstat_tumbling", "vmstat", VmstatSample,
-            lambda df, watermark: windowed_stats(df, tumbling, None, watermark),
-            pipeline.result_rows("vmstat_tumbling", "host", VALUE_COLUMNS)),
-        pipeline.WindowedStream(
-            "vmstat_sliding", "vmstat", VmstatSample,
-            lambda df, watermark: windowed_stats(df, sliding, slide, watermark),
-            pipeline.result_rows("vmstat_sliding", "host", VALUE_COLUMNS), slow=True),
+        pipeline.WindowedStream(TUMBLING, "vmstat", VmstatSample, transform,
+                                pipeline.result_rows(TUMBLING, "host", VALUE_COLUMNS),
+                                with_store=lambda stored: TumblingAndSliding(settings, stored)),
+        pipeline.WindowedStream(SLIDING, "vmstat", VmstatSample, transform,
+                                lambda collected: both.sliding(both.tumbling(collected)),
+                                derived=True),
     ]
 
 
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
-    """Start the tumbling and the sliding query on ``spark``; returns both."""
+    """Start the windows' query on ``spark`` (one per store); returns them."""
     return ctx.start_windowed(windowed_streams(ctx.settings))
 
 

@@ -37,6 +37,7 @@ def test_environment_then_flags() -> None:
         ({"RANDOM_BINS": "3,2,1"}, "RANDOM_BINS"),
         ({"SINK": "tape"}, "SINK"),
         ({"SLIDING_WINDOW_SECONDS": "65", "SLIDE_SECONDS": "10"}, "SLIDING_WINDOW_SECONDS"),
+        ({"WINDOW_SECONDS": "15", "SLIDE_SECONDS": "10"}, "WINDOW_SECONDS=15"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], named: str) -> None:

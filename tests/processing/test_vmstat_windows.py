@@ -143,5 +143,11 @@ def test_the_streaming_job_stores_exact_windows_and_counts_late_rows(
     assert sorted(rows) == [T0, at(10), at(30)]
     assert (rows[T0]["count"], rows[T0]["cpu_user_avg"], rows[T0]["cpu_user_max"]) == (2, 15.0, 20.0)
     assert rows[at(10)]["count"] == 1 and rows[at(30)]["count"] == 1
+    # Sliding windows (1 min every 10 s) built from those panes; the pane at 30 s came in a
+    # later batch than the others, which were read back from the store.
+    sliding = {r.window_start: dict(r.values) for r in store.latest("vmstat_sliding", 100, key=host)}
+    assert sorted(sliding) == [at(s) for s in range(-50, 40, 10)]
+    assert [sliding[at(s)]["count"] for s in (-50, 0, 10, 30)] == [2, 4, 2, 1]
+    assert sliding[T0]["cpu_user_avg"] == 32.5 and sliding[T0]["cpu_user_n"] == 4
     late = sum(op["numRowsDroppedByWatermark"] for p in results for op in p["stateOperators"])
     assert late == 1
