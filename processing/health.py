@@ -70,6 +70,9 @@ def summarise_progress(progress: dict[str, Any], app: str) -> dict[str, Any]:
         "input_rate": round(sum(float(s.get("inputRowsPerSecond") or 0) for s in sources), 2),
         "processed_rate": round(sum(float(s.get("processedRowsPerSecond") or 0) for s in sources), 2),
         "batch_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
+        #: where the batch's time went (Spark's names: latestOffset, queryPlanning, addBatch, ...)
+        "stages_ms": {k: v for k, v in (progress.get("durationMs") or {}).items()
+                      if k != "triggerExecution" and isinstance(v, int | float)},
         "lag": sum(lags) if lags else None,
         "late_rows": sum(int(o.get("numRowsDroppedByWatermark") or 0) for o in operators),
         "state_rows": sum(int(o.get("numRowsTotal") or 0) for o in operators),
