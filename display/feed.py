@@ -5,6 +5,13 @@ happens from now on; history comes from the store or the hub). Each message
 is routed by the catalogue: raw records to the raw demos of their topic,
 result rows to the demos that show their stream from their store.
 
+Results, health and dead letters are always followed. A raw topic is followed only
+while a page of one of its raw demos is open (``Hub.watched_raw_topics``): on Tansu
+every fetch costs broker CPU in proportion to the record batches a partition holds,
+and the raw topics were most of what the feed fetched (see README, "The broker's
+CPU grows with uptime"). The index shows an unwatched raw demo's rate from its
+sources' reports instead.
+
 Latency: the loop blocks in ``poll()`` for the first message and then drains
 what is already there with ``consume(n, 0)``: ``consume(n, timeout)`` alone
 waits the whole timeout unless ``n`` messages arrive. Each partition is fetched at
@@ -37,7 +44,8 @@ RAW_TOPICS = tuple(sorted({d.raw_topic for d in catalogue.DEMOS if d.raw_topic})
 #: What each raw topic must carry: a record that does not fit is counted, never pushed to a page.
 RAW_TYPES = {getattr(topics, role.upper()).name: kind
              for role, kind in records.BY_TOPIC_ROLE.items()}
-FOLLOWED = (*RAW_TOPICS, topics.RESULTS.name, topics.HEALTH.name, topics.DEAD_LETTERS.name)
+#: Followed whether or not a page is open.
+ALWAYS_FOLLOWED = (topics.RESULTS.name, topics.HEALTH.name, topics.DEAD_LETTERS.name)
 
 
 def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
@@ -71,16 +79,21 @@ def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
 
 
 class KafkaFeed:
-    """A thread that follows :data:`FOLLOWED` and routes each poll's messages."""
+    """A thread that follows :data:`ALWAYS_FOLLOWED`, and each of ``on_demand`` while
+    ``hub`` has a page open that shows it, and routes each poll's messages."""
 
-    def __init__(self, bootstrap: str, hub: Hub, emit: Emit,
-                 *, fetch_ms: int, follow: tuple[str, ...] = FOLLOWED) -> None:
+    def __init__(self, bootstrap: str, hub: Hub, emit: Emit, *, fetch_ms: int,
+                 always: tuple[str, ...] = ALWAYS_FOLLOWED,
+                 on_demand: tuple[str, ...] = RAW_TOPICS) -> None:
         self.bootstrap = bootstrap
         self.fetch_ms = fetch_ms
         self.hub = hub
         self.emit = emit
-        self.follow = follow
+        self.always = always
+        self.on_demand = on_demand
         self.malformed = 0
+        #: topic -> partitions assigned now (read by tests and the status)
+        self.following: dict[str, list[int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
@@ -94,37 +107,53 @@ class KafkaFeed:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def _assign_at_end(self, consumer: Any, probe: Any) -> set[str]:
-        parts = kafka.partitions_of(probe, self.follow)
-        present = [(t, p) for t, ps in parts.items() for p in ps]
-        ends = kafka.end_offsets(probe, present)
-        consumer.assign([TopicPartition(t, p, ends[(t, p)][1]) for t, p in present])
-        return {t for t, ps in parts.items() if ps}
+    def wanted(self) -> set[str]:
+        return set(self.always) | (set(self.on_demand) & self.hub.watched_raw_topics())
+
+    def _follow(self, consumer: Any, probe: Any, wanted: set[str]) -> None:
+        """Assign the wanted topics not followed yet (from their end); drop the others."""
+        dropped = [t for t in self.following if t not in wanted]
+        if dropped:
+            consumer.incremental_unassign([TopicPartition(t, p) for t in dropped
+                                           for p in self.following.pop(t)])
+            for topic in dropped:
+                self.hub.on_unfollowed(topic)
+        added = sorted(wanted - set(self.following))
+        if not added:
+            return
+        parts = {t: ps for t, ps in kafka.partitions_of(probe, added).items() if ps}
+        ends = kafka.end_offsets(probe, [(t, p) for t, ps in parts.items() for p in ps])
+        consumer.incremental_assign([TopicPartition(t, p, ends[(t, p)][1])
+                                     for t, ps in parts.items() for p in ps])
+        self.following.update(parts)
 
     def _run(self) -> None:
         consumer = kafka.follower(self.bootstrap, self.fetch_ms)
         probe = kafka.offset_probe(self.bootstrap)
         try:
-            assigned: set[str] = set()
             while not self._stop.is_set():
-                if assigned != set(self.follow):
-                    # (Re)assign when topics are still missing: an external broker may
-                    # create them after the server starts.
+                wanted = self.wanted()
+                if wanted != set(self.following):
+                    # Pages opened or closed, or topics still missing (an external broker
+                    # may create them after the server starts).
                     try:
-                        assigned = self._assign_at_end(consumer, probe)
-                        self.hub.feed_error = None if assigned else "no topics yet"
+                        self._follow(consumer, probe, wanted)
+                        self.hub.following = sorted(self.following)
+                        self.hub.feed_error = None if self.following else "no topics yet"
                     except Exception as e:  # noqa: BLE001 - keep serving pages; report it
                         self.hub.feed_error = f"Kafka unavailable at {self.bootstrap}: {e}"
                         log.warning("%s", self.hub.feed_error)
                         self._stop.wait(2.0)
                         continue
-                    self.ready.set()
-                    if assigned != set(self.follow):
-                        log.info("following %s; waiting for %s", sorted(assigned),
-                                 sorted(set(self.follow) - assigned))
+                    if set(self.always) <= set(self.following):
+                        self.ready.set()
+                    missing = wanted - set(self.following)
+                    if missing:
+                        log.info("following %s; waiting for %s", sorted(self.following),
+                                 sorted(missing))
                 first = consumer.poll(0.5)
                 if first is None:
-                    if assigned != set(self.follow):
+                    if wanted != set(self.following):
                         self._stop.wait(1.0)
                     continue
                 messages = [first, *consumer.consume(10_000, 0)]

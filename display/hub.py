@@ -72,12 +72,15 @@ class Hub:
         #: per query: how often it stopped with an error (the application restarts it)
         self.query_failures: collections.Counter[str] = collections.Counter()
         self._sources: dict[str, dict[str, Any]] = {}
+        self._source_seen: dict[str, float] = {}  # source -> wall clock of its last report
         #: every source's recent reports, oldest first (accounting matches them to batches)
         self._source_reports: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self.clients: collections.Counter[str] = collections.Counter()
         self.dead_letters = RateMeter(span=60.0, clock=clock)
         self.malformed = 0  # messages on followed topics that were not JSON objects
         self.feed_error: str | None = None
+        #: the topics the Kafka feed follows now (set by the feed)
+        self.following: list[str] = []
 
     # -- feed side
 
@@ -128,6 +131,7 @@ class Hub:
                 self.query_failures[str(message["query"])] += 1 if message.get("error") else 0
             elif message.get("component") == "input" and message.get("source"):
                 self._sources[str(message["source"])] = message
+                self._source_seen[str(message["source"])] = self._wall()
                 self._source_reports.append(message)
 
     def on_dead_letter(self, n: int = 1) -> None:
@@ -144,6 +148,33 @@ class Hub:
         with self._lock:
             return list(self._demos[number].recent)
 
+    def watched_raw_topics(self) -> set[str]:
+        """The raw topics shown by a page that is open now (the feed follows only those)."""
+        with self._lock:
+            return {s.demo.raw_topic for s in self._demos.values()
+                    if s.demo.raw_topic and self.clients[s.demo.namespace] > 0}
+
+    def on_unfollowed(self, topic: str) -> None:
+        """The feed stopped following ``topic``: its recent records would be stale history."""
+        with self._lock:
+            for state in self._demos.values():
+                if state.demo.raw_topic == topic:
+                    state.recent.clear()
+
+    def _source_rate(self, topic: str) -> tuple[float, float | None]:
+        """(records/s, wall clock of the newest report) of the sources writing ``topic``,
+        from their reports of the last 30 s."""
+        rate, newest = 0.0, None
+        for name, report in self._sources.items():
+            seen = self._source_seen.get(name)
+            if seen is None or self._wall() - seen >= 30 \
+                    or topic not in str(report.get("topic") or "").split(","):
+                continue
+            rate += float(report.get("rate") or 0)
+            if float(report.get("rate") or 0) > 0:
+                newest = seen if newest is None else max(newest, seen)
+        return rate, newest
+
     def client_joined(self, namespace: str) -> None:
         with self._lock:
             self.clients[namespace] += 1
@@ -156,9 +187,18 @@ class Hub:
         """A snapshot for the index page and /api/demos: per demo and per query."""
         with self._lock:
             demos = []
+            watched = {s.demo.raw_topic for s in self._demos.values()
+                       if s.demo.raw_topic and self.clients[s.demo.namespace] > 0}
             for number, state in sorted(self._demos.items()):
                 d = state.demo
                 reason = available(d)
+                rate, last_update = round(state.rate.rate(), 2), state.last_update
+                followed = d.raw_topic is None or d.raw_topic in watched
+                if d.raw_topic is not None and not followed:
+                    # No page of it is open, so the feed does not follow its topic: the
+                    # sources' own reports say whether records flow.
+                    source_rate, last_update = self._source_rate(d.raw_topic)
+                    rate = round(source_rate, 2)
                 demos.append({
                     "number": number,
                     "route": d.route,
@@ -168,10 +208,11 @@ class Hub:
                     "store": d.store,
                     "available": reason is None,
                     "unavailable_reason": reason,
-                    "live": reason is None and state.last_update is not None
-                    and self._wall() - state.last_update < 30,
-                    "last_update": state.last_update,
-                    "rate": round(state.rate.rate(), 2),
+                    "live": reason is None and last_update is not None
+                    and self._wall() - last_update < 30,
+                    "last_update": last_update,
+                    "rate": rate,
+                    "followed": followed,
                     "clients": self.clients[d.namespace],
                     "latency": state.latency.summary(),
                 })
@@ -188,4 +229,5 @@ class Hub:
                 "malformed_seen": self.malformed,
                 "clients": sum(self.clients.values()),
                 "feed_error": self.feed_error,
+                "following": list(self.following),
             }

@@ -273,6 +273,11 @@ def test_floods_of_malformed_records_are_counted_and_every_stage_keeps_running(
     # Every query has reported at least once before the flood.
     eventually(lambda: all(q in _status(url)["queries"] for q in FLOOD_QUERIES.values()), 240,
                "progress from every flooded query", interval_s=1)
+    # Pages of the two raw demos are open, so the display server follows their topics.
+    pages = socketio.Client(reconnection=False)
+    pages.connect(url, namespaces=["/demo1", "/demo2"], transports=["websocket"])
+    eventually(lambda: {"vmstat", "random"} <= set(_status(url)["following"]), 30,
+               "the display following the raw topics of the open pages", interval_s=0.2)
     before = _status(url)
     flood = [b"{not json", b"\x00\xff" * 100, os.urandom(300), b"x" * (1024 * 1024),
              json.dumps({"event_time": "yesterday", "status": "teapot", "value": "NaN?", "age": "old",
@@ -296,6 +301,7 @@ def test_floods_of_malformed_records_are_counted_and_every_stage_keeps_running(
         assert _malformed(after, query) - _malformed(before, query) == per_topic, query
     # The display followed the two raw topics and counted what it refused to push to pages.
     assert after["malformed_seen"] - before["malformed_seen"] >= 2 * per_topic
+    pages.disconnect()
     # Every stage is still running: the stack, and fresh progress from the queries.
     assert running_stack.process.poll() is None
     stamp = after["time"]

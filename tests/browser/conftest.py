@@ -105,6 +105,12 @@ class LiveServer:
                                               "batch_id": 1, "written_at": None}]},
               self.display.emit)
 
+    def report_source(self, source: str, topic: str, rate: float) -> None:
+        """A source's progress report, as the health topic brings it."""
+        self.display.hub.on_health({"kind": "source_progress", "component": "input",
+                                    "source": source, "topic": topic, "sent": 1, "rejected": 0,
+                                    "rate": rate})
+
     def push_records(self, topic: str, records: list[dict[str, Any]]) -> None:
         from display.feed import route
 

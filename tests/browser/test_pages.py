@@ -84,12 +84,15 @@ def finish(page: Page, name: str) -> None:
 
 def test_index_lists_the_demos_live(server: LiveServer, page: Page) -> None:
     p = page.page
+    # No page of the random numbers is open, so the server does not follow their topic:
+    # their source's report (from the health topic) says they flow.
+    server.report_source("random", "random", 10.0)
     p.goto(server.url + "/")
     p.wait_for_function("() => document.getElementById('sum-live').textContent !== '–'",
                         timeout=TIMEOUT_MS)
     assert p.locator("#demos tbody tr[data-demo]").count() == 11
-    # The raw demos were fed before the page opened: the status says they are live.
     assert p.text_content("#demos tr[data-demo='2'] .state") == "live"
+    assert p.text_content("#demos tr[data-demo='2'] .rate") == "10"
     assert p.text_content("#demos tr[data-demo='8'] .state") == "not configured"
     finish(page, "index")
 

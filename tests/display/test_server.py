@@ -109,12 +109,36 @@ def test_status_counts_clients_and_rates(app_parts: Any) -> None:
     app, socketio, hub = app_parts
     socketio.test_client(app, namespace="/demo7")
     socketio.test_client(app, namespace="/demo7")
+    socketio.test_client(app, namespace="/demo1")
     route(hub, {"vmstat": [{"a": 1}, {"a": 2}]}, lambda *a: None)
     status = hub.status(lambda d: None)
     by_number = {d["number"]: d for d in status["demos"]}
     assert by_number[7]["clients"] == 2
-    assert by_number[1]["rate"] > 0 and by_number[1]["live"]
+    assert by_number[1]["rate"] > 0 and by_number[1]["live"] and by_number[1]["followed"]
     assert not by_number[7]["live"]
+
+
+def test_a_raw_topic_is_followed_while_a_page_shows_it(app_parts: Any) -> None:
+    app, socketio, hub = app_parts
+    assert hub.watched_raw_topics() == set()
+    page = socketio.test_client(app, namespace="/demo1")
+    assert hub.watched_raw_topics() == {"vmstat"}
+    route(hub, {"vmstat": [{"host": "h", "seq": 1}]}, lambda *a: None)
+    page.disconnect(namespace="/demo1")
+    assert hub.watched_raw_topics() == set()
+    hub.on_unfollowed("vmstat")
+    assert hub.recent(1) == []  # no stale history for the next page
+
+
+def test_an_unwatched_raw_demo_shows_its_sources_rate(app_parts: Any) -> None:
+    _, _, hub = app_parts
+    hub.on_health({"kind": "source_progress", "component": "input", "source": "vmstat",
+                   "topic": "vmstat", "sent": 50, "rejected": 0, "rate": 2.5})
+    hub.on_health({"kind": "source_progress", "component": "input", "source": "ingest",
+                   "topic": "cases,nginx", "sent": 9, "rejected": 0, "rate": 4.0})
+    by_number = {d["number"]: d for d in hub.status(lambda d: None)["demos"]}
+    assert (by_number[1]["rate"], by_number[1]["live"], by_number[1]["followed"]) == (2.5, True, False)
+    assert by_number[2]["rate"] == 0 and not by_number[2]["live"]  # random: no report
 
 
 def test_vendor_files_are_served_and_others_are_not(app_parts: Any) -> None:

@@ -56,7 +56,8 @@
     }
     document.getElementById("dead-letters").textContent =
       `dead letters: ${status.dead_letters_total} since the server started (${status.dead_letters_per_min}/min); ` +
-      `Socket.IO clients connected: ${status.clients}` + (status.feed_error ? ` — feed: ${status.feed_error}` : "");
+      `Socket.IO clients connected: ${status.clients}; following ${(status.following || []).join(", ") || "no topic"}` +
+      " (raw topics only while a page shows them)" + (status.feed_error ? ` — feed: ${status.feed_error}` : "");
   }
 
   function renderSummary(status) {

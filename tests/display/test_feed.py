@@ -1,0 +1,63 @@
+"""The display server's Kafka feed follows a raw topic only while a page shows it (real broker)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from common import kafka, topics
+from common.records import VmstatSample
+from common.waiting import eventually
+from display.feed import KafkaFeed
+from display.hub import Hub
+
+
+def sample(host: str) -> dict[str, Any]:
+    return VmstatSample(event_time=dt.datetime.now(dt.UTC), host=host, cpu_user=1.0).to_json()
+
+
+def test_a_raw_topic_is_followed_from_its_end_while_a_page_is_open(bootstrap: str) -> None:
+    hub = Hub()
+    pushed: list[tuple[str, dict[str, Any], str]] = []
+    feed = KafkaFeed(bootstrap, hub, lambda event, data, ns: pushed.append((event, data, ns)),
+                     fetch_ms=50)
+    publisher = kafka.JsonPublisher(bootstrap)
+    tag = uuid.uuid4().hex[:8]
+
+    def hosts_pushed() -> set[str]:
+        return {r.get("host") for _, data, ns in list(pushed) if ns == "/demo1"
+                for r in data.get("records", [])}
+
+    def health_probe(name: str) -> None:
+        publisher.publish(topics.HEALTH.name, {"kind": "source_progress", "component": "input",
+                                               "source": name, "topic": "none", "rate": 0})
+        publisher.flush()
+        eventually(lambda: name in hub.status(lambda d: None)["sources"], 20,
+                   f"health report {name} through the feed")
+
+    feed.start()
+    try:
+        assert feed.ready.wait(20)
+        assert set(feed.following) == set(feed.always)  # no page open: no raw topic
+        publisher.publish(topics.VMSTAT.name, sample(f"before-{tag}"))
+        publisher.flush()
+
+        hub.client_joined("/demo1")
+        eventually(lambda: topics.VMSTAT.name in feed.following, 20, "the feed follows vmstat")
+        publisher.publish(topics.VMSTAT.name, sample(f"open-{tag}"))
+        publisher.flush()
+        eventually(lambda: f"open-{tag}" in hosts_pushed(), 20, "a record while the page is open")
+        assert f"before-{tag}" not in hosts_pushed()  # followed from the end, not replayed
+        assert any(r.get("host") == f"open-{tag}" for r in hub.recent(1))
+
+        hub.client_left("/demo1")
+        eventually(lambda: topics.VMSTAT.name not in feed.following, 20, "vmstat dropped")
+        assert hub.recent(1) == []  # a later page gets no stale history
+        publisher.publish(topics.VMSTAT.name, sample(f"closed-{tag}"))
+        publisher.flush()
+        health_probe(f"probe-{tag}")  # the always-followed topics still flow ...
+        assert f"closed-{tag}" not in hosts_pushed()  # ... the raw one does not
+    finally:
+        feed.stop()
+        publisher.close()
