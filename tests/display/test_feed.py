@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from common import kafka, topics
+from common.broker import EmbeddedBroker
 from common.records import VmstatSample
 from common.waiting import eventually
 from display.feed import KafkaFeed
@@ -15,6 +20,17 @@ from display.hub import Hub
 
 def sample(host: str) -> dict[str, Any]:
     return VmstatSample(event_time=dt.datetime.now(dt.UTC), host=host, cpu_user=1.0).to_json()
+
+
+@pytest.fixture
+def bootstrap(tmp_path: Path) -> Iterator[str]:
+    """A broker of its own: this test writes the kit's ``vmstat`` topic with current event
+    times, which would move the watermark of every job test reading the shared broker's."""
+    broker = EmbeddedBroker(port=0, log_path=tmp_path / "broker.log")
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
 
 
 def test_a_raw_topic_is_followed_from_its_end_while_a_page_is_open(bootstrap: str) -> None:
