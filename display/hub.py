@@ -151,8 +151,11 @@ class Hub:
     def watched_raw_topics(self) -> set[str]:
         """The raw topics shown by a page that is open now (the feed follows only those)."""
         with self._lock:
-            return {s.demo.raw_topic for s in self._demos.values()
-                    if s.demo.raw_topic and self.clients[s.demo.namespace] > 0}
+            return self._watched()
+
+    def _watched(self) -> set[str]:
+        return {s.demo.raw_topic for s in self._demos.values()
+                if s.demo.raw_topic and self.clients[s.demo.namespace] > 0}
 
     def on_unfollowed(self, topic: str) -> None:
         """The feed stopped following ``topic``: its recent records would be stale history."""
@@ -170,8 +173,9 @@ class Hub:
             if seen is None or self._wall() - seen >= 30 \
                     or topic not in str(report.get("topic") or "").split(","):
                 continue
-            rate += float(report.get("rate") or 0)
-            if float(report.get("rate") or 0) > 0:
+            source_rate = float(report.get("rate") or 0)
+            rate += source_rate
+            if source_rate > 0:
                 newest = seen if newest is None else max(newest, seen)
         return rate, newest
 
@@ -187,8 +191,7 @@ class Hub:
         """A snapshot for the index page and /api/demos: per demo and per query."""
         with self._lock:
             demos = []
-            watched = {s.demo.raw_topic for s in self._demos.values()
-                       if s.demo.raw_topic and self.clients[s.demo.namespace] > 0}
+            watched = self._watched()
             for number, state in sorted(self._demos.items()):
                 d = state.demo
                 reason = available(d)

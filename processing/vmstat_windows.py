@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -94,9 +94,8 @@ def sliding_starts(pane_start: dt.datetime, length: dt.timedelta, slide: dt.time
     """Starts of the sliding windows (``length`` every ``slide``, aligned to the epoch as
     Spark's) that contain the pane starting at ``pane_start``, oldest first."""
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    last = pane_start - (pane_start - epoch) % slide
+    start = pane_start - (pane_start - epoch) % slide  # the last one
     starts = []
-    start = last
     while start > pane_start - length:
         starts.append(start)
         start -= slide
@@ -123,16 +122,13 @@ def _steps(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> Iterable
         start += step
 
 
-PaneReader = Callable[[dt.datetime, dt.datetime], list[ResultRow]]
-
-
 class TumblingAndSliding:
     """``to_rows`` of the tumbling query: a batch's tumbling rows, then the sliding windows
     that contain them, with the other panes read by ``stored`` (the store's tumbling rows
     in a range of window starts; None: the batch holds every pane, as in a recomputation).
     """
 
-    def __init__(self, settings: Settings, stored: PaneReader | None = None) -> None:
+    def __init__(self, settings: Settings, stored: pipeline.StoredRows | None = None) -> None:
         self.length = dt.timedelta(seconds=settings.sliding_window_seconds)
         self.slide = dt.timedelta(seconds=settings.slide_seconds)
         self.pane = dt.timedelta(seconds=settings.window_seconds)
@@ -163,8 +159,7 @@ def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
 
     both = TumblingAndSliding(settings)
     return [
-        pipeline.WindowedStream(TUMBLING, "vmstat", VmstatSample, transform,
-                                pipeline.result_rows(TUMBLING, "host", VALUE_COLUMNS),
+        pipeline.WindowedStream(TUMBLING, "vmstat", VmstatSample, transform, both.tumbling,
                                 with_store=lambda stored: TumblingAndSliding(settings, stored)),
         pipeline.WindowedStream(SLIDING, "vmstat", VmstatSample, transform,
                                 lambda collected: both.sliding(both.tumbling(collected)),
