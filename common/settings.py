@@ -171,9 +171,10 @@ class Settings:
         "TRIGGER_SECONDS", "1", _non_negative_float,
         "Micro-batch trigger interval in seconds (0: as fast as possible).")
     other_trigger_seconds: float = setting(
-        "OTHER_TRIGGER_SECONDS", "5", _non_negative_float,
+        "OTHER_TRIGGER_SECONDS", "10", _non_negative_float,
         "Trigger interval of every streaming query but the host-metrics tumbling windows "
-        "(TRIGGER_SECONDS): on 2 cores every micro-batch costs about a core-second.")
+        "(TRIGGER_SECONDS): on 2 cores every micro-batch costs about a core-second, and at 5 s "
+        "the queries kept both cores busy (see README, Benchmarks).")
     watermark_seconds: float = setting(
         "WATERMARK_SECONDS", "10", _non_negative_float,
         "How late an event may arrive (event time) and still be counted in its window.")
