@@ -1,17 +1,22 @@
 """Case reports: running totals per area, state and age group; the latest cases; and cases
 per city over sliding event-time windows.
 
-Three queries over the ``cases`` topic:
+Two queries over the ``cases`` topic:
 
 * **totals** (complete mode): the running count per (location, state, age group),
   small enough to re-emit whole each batch; each batch derives the streams
   ``cases_top_areas``, ``cases_by_state`` and ``cases_by_age`` from it. Running
   totals have no window: their rows share one ``window_start``, the moment this
   query's checkpoint started, so a fresh start never mixes with old totals.
-* **latest** (append mode): every case as a row of ``cases_latest`` keyed by its
-  id at its event time; the store's newest N are the last N cases.
-* **per city** (update mode): counts per city over SLIDING_WINDOW_SECONDS windows
-  every SLIDE_SECONDS (1 min / 10 s) with the watermark, to ``cases_city_sliding``.
+* **per city** (update mode, with the watermark): counts per city in panes of
+  SLIDE_SECONDS (10 s), stored as ``cases_city_panes``, each with the list of its
+  cases. The writer builds from them the sliding windows of ``cases_city_sliding``
+  (SLIDING_WINDOW_SECONDS every SLIDE_SECONDS, 1 min every 10 s; ``processing.panes``)
+  and the rows of ``cases_latest`` (every case keyed by its id at its event time; the
+  store's newest N are the last N cases). The latest cases were a query of their own
+  until each query's core-second per micro-batch on 2 cores (README, Benchmarks) made
+  one fewer worth it; cases older than the watermark are now counted as late and are
+  in neither stream (the running totals still count them).
 
 Run alone::
 
@@ -24,6 +29,7 @@ import datetime as dt
 import functools
 import sys
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,13 +38,15 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import CaseReport, format_time
 from common.settings import Settings
-from processing import pipeline
+from processing import panes, pipeline
 from processing.jobs import JobContext, run_job
 from storage.base import ResultRow
 
 TOTALS = ("cases_top_areas", "cases_by_state", "cases_by_age")
 LATEST = "cases_latest"
 CITY = "cases_city_sliding"
+PANES = "cases_city_panes"
+CASE_FIELDS = ("id", "name", "location", "state", "age", "infection")
 OLDEST_GROUP = 80  # "80+"
 
 
@@ -77,57 +85,90 @@ def split_totals(collected: list[dict[str, Any]], started: dt.datetime) -> list[
     return rows
 
 
-def latest_rows(collected: list[dict[str, Any]]) -> list[ResultRow]:
+def latest_rows(cases: Iterable[dict[str, Any]]) -> list[ResultRow]:
+    """Cases (:data:`CASE_FIELDS` and ``event_time_us``) -> rows of ``cases_latest``."""
     rows = []
-    for r in collected:
-        when = r["event_time_us"]
-        at = pipeline.from_micros(when)
-        values = {k: r[k] for k in ("id", "name", "location", "state", "age", "infection")}
+    for r in cases:
+        at = pipeline.from_micros(r["event_time_us"])
+        values = {k: r[k] for k in CASE_FIELDS}
         values["event_time"] = format_time(at)
         rows.append(ResultRow(LATEST, str(r["id"]), at, at, values))
     return rows
 
 
-def city_windows(cases: DataFrame, window: str, slide: str, watermark: str | None) -> DataFrame:
+def city_panes(cases: DataFrame, pane: str, watermark: str | None) -> DataFrame:
+    """Per city and pane: ``count``, ``state`` (the largest name seen: a city's state), and
+    ``cases``, the list of its cases (:data:`CASE_FIELDS` and ``event_time_us``)."""
     if watermark:
         cases = cases.withWatermark("event_time", watermark)
-    grouped = cases.groupBy(F.window("event_time", window, slide).alias("window"),
-                            "location").agg(F.count(F.lit(1)).alias("count"),
-                                            F.max("state").alias("state"),
-                                            *pipeline.timing_aggregates())
-    return grouped.select(*pipeline.window_columns(), "location", "state", "count",
+    case = F.struct(*CASE_FIELDS, F.unix_micros("event_time").alias("event_time_us"))
+    grouped = cases.groupBy(F.window("event_time", pane).alias("window"), "location").agg(
+        F.count(F.lit(1)).alias("count"), F.max("state").alias("state"),
+        F.collect_list(case).alias("cases"), *pipeline.timing_aggregates())
+    return grouped.select(*pipeline.window_columns(), "location", "state", "count", "cases",
                           *pipeline.TIMING_COLUMNS)
 
 
+def merge_counts(panes_: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A city's window from its panes: counts add up; the state is the largest, as in a pane."""
+    return {"location": panes_[0]["location"], "state": max(p["state"] for p in panes_),
+            "count": sum(int(p["count"]) for p in panes_)}
+
+
+class CityAndLatest:
+    """``to_rows`` of the per-city query: a batch's panes, the sliding windows that contain
+    them (other panes read by ``stored``; None: the batch holds every pane, as in a
+    recomputation), and its cases as rows of ``cases_latest``.
+
+    A pane's list holds every case of the pane so far, so a case is written again while
+    its pane is open (once per micro-batch): an idempotent upsert of the same row.
+    """
+
+    def __init__(self, settings: Settings, stored: panes.StoreRange | None = None) -> None:
+        slide = dt.timedelta(seconds=settings.slide_seconds)
+        self.panes = pipeline.result_rows(PANES, "location", ("location", "state", "count"))
+        self.sliding = panes.PanedSliding(
+            CITY, PANES, merge_counts, dt.timedelta(seconds=settings.sliding_window_seconds),
+            slide, slide, stored)
+
+    def __call__(self, collected: list[dict[str, Any]]) -> list[ResultRow]:
+        changed = self.panes(collected)
+        return changed + self.sliding(changed) + self.latest(collected)
+
+    @staticmethod
+    def latest(collected: list[dict[str, Any]]) -> list[ResultRow]:
+        return latest_rows(case for r in collected for case in r["cases"])
+
+
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
-    s = ctx.settings
     queries = []
-
-    def parsed(name: str) -> DataFrame:
-        return pipeline.valid(pipeline.parse_records(ctx.read("cases"), CaseReport,
-                                                     observe_as=f"{name}_input"))
-
     for store in ctx.stores_for(TOTALS[0]):
+        cases = pipeline.valid(pipeline.parse_records(ctx.read("cases"), CaseReport,
+                                                      observe_as="cases_totals_input"))
         started = ctx.run_started("cases_totals", store)
         writer = ctx.writer("cases_totals", store, functools.partial(split_totals, started=started),
                             retain=False)
-        queries.append(ctx.start(totals(parsed("cases_totals")), "cases_totals", store, writer,
+        queries.append(ctx.start(totals(cases), "cases_totals", store, writer,
                                  output_mode="complete"))
-    for store in ctx.stores_for(LATEST):
-        latest = parsed(LATEST).select(
-            "id", "name", "location", "state", "age", "infection",
-            F.unix_micros("event_time").alias("event_time_us"))
-        queries.append(ctx.start(latest, LATEST, store, ctx.writer(LATEST, store, latest_rows),
-                                 output_mode="append"))
-    return queries + ctx.start_windowed(windowed_streams(s))
+    return queries + ctx.start_windowed(windowed_streams(ctx.settings))
 
 
 def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
-    window = pipeline.seconds(settings.sliding_window_seconds)
-    slide = pipeline.seconds(settings.slide_seconds)
-    return [pipeline.WindowedStream(
-        CITY, "cases", CaseReport, lambda df, watermark: city_windows(df, window, slide, watermark),
-        pipeline.result_rows(CITY, "location", ("location", "state", "count")))]
+    """The per-city query (named after ``cases_city_sliding``, which it writes with the panes
+    and ``cases_latest``), and ``cases_latest`` derived from it (for recomputation)."""
+    pane = pipeline.seconds(settings.slide_seconds)
+
+    def transform(df: DataFrame, watermark: str | None) -> DataFrame:
+        return city_panes(df, pane, watermark)
+
+    both = CityAndLatest(settings)
+    return [
+        pipeline.WindowedStream(CITY, "cases", CaseReport, transform,
+                                lambda collected: both.sliding(both.panes(collected)),
+                                with_store=lambda stored: CityAndLatest(settings, stored)),
+        pipeline.WindowedStream(LATEST, "cases", CaseReport, transform, both.latest,
+                                derived=True),
+    ]
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pyspark.sql.streaming import StreamingQuery
 from common import catalogue, topics
 from common.settings import Settings, argument_parser, from_args
 from processing import pipeline
+from processing.panes import StoreRange
 
 __all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "QuerySupervisor", "run_batch_job",
            "run_job", "run_jobs"]
@@ -173,7 +174,7 @@ class JobContext:
                 windows = spec.transform(pipeline.valid(records), watermark)
                 writer = self.writer(spec.stream, store, spec.to_rows)
                 if spec.with_store is not None:
-                    writer.to_rows = spec.with_store(_stored_rows(writer, spec.stream))
+                    writer.to_rows = spec.with_store(_stored_rows(writer))
                 queries.append(self.start(windows, spec.stream, store, writer))
         return queries
 
@@ -200,8 +201,8 @@ class JobContext:
         self._stores.clear()
 
 
-def _stored_rows(writer: pipeline.ResultWriter, stream: str) -> pipeline.StoredRows:
-    return lambda start, end: writer.store.range(stream, start, end)
+def _stored_rows(writer: pipeline.ResultWriter) -> StoreRange:
+    return lambda stream, start, end: writer.store.range(stream, start, end)
 
 
 class QuerySupervisor:

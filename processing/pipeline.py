@@ -39,6 +39,7 @@ from pyspark.sql.types import (
 from common import records, topics
 from common.settings import Settings
 from common.waiting import DeadlineExceeded, eventually
+from processing.panes import StoreRange
 from storage.base import ResultRow
 
 __all__ = ["ResultWriter", "WindowedStream", "parse_records", "spark_schema", "start_query"]
@@ -171,8 +172,6 @@ def from_micros(micros: int) -> dt.datetime:
 
 
 RowsFn = Callable[[list[dict[str, Any]]], list[ResultRow]]
-#: A stream's stored rows whose window starts in [start, end).
-StoredRows = Callable[[dt.datetime, dt.datetime], list[ResultRow]]
 
 
 class Ledger:
@@ -377,9 +376,9 @@ class WindowedStream:
         transform: (valid parsed records, watermark or None) -> windowed rows with
             ``window_start_us`` and ``window_end_us``.
         to_rows: collected windowed rows -> result rows.
-        with_store: the live query's ``to_rows`` instead, given a reader of this stream's
-            stored rows (by a range of window starts): for rows of other streams built
-            from this one's (the sliding host-metric windows from the tumbling ones).
+        with_store: the live query's ``to_rows`` instead, given a reader of the store's
+            rows (by stream and a range of window starts): for rows built from stored ones
+            (sliding windows from their panes: ``processing.panes``).
         derived: no query of its own; its rows come from another stream's ``with_store``
             (``transform`` and ``to_rows`` still recompute it from the archive).
     """
@@ -389,7 +388,7 @@ class WindowedStream:
     record_type: type[records.Record]
     transform: Callable[[DataFrame, str | None], DataFrame]
     to_rows: RowsFn
-    with_store: Callable[[StoredRows], RowsFn] | None = None
+    with_store: Callable[[StoreRange], RowsFn] | None = None
     derived: bool = False
 
 

@@ -8,7 +8,7 @@ them into the store and pushes them to the ``results`` topic.
 The sliding windows of ``vmstat_sliding`` (SLIDING_WINDOW_SECONDS every
 SLIDE_SECONDS, 1 min every 10 s) are built from the tumbling ones, which serve as
 panes: each batch's writer merges, for every sliding window that contains a changed
-tumbling window, its panes from the batch and the store (:func:`sliding_rows`). A
+tumbling window, its panes from the batch and the store (``processing.panes``). A
 second Spark query over the same topic cost a core-second per micro-batch and
 expanded every record into 6 windows (see README, "Where a micro-batch goes").
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -34,7 +34,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import VmstatSample
 from common.settings import Settings
-from processing import pipeline
+from processing import panes, pipeline
 from processing.jobs import JobContext, run_job
 from storage.base import ResultRow
 
@@ -71,16 +71,16 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
                           *pipeline.TIMING_COLUMNS)
 
 
-def merge_panes(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The values of a window made of ``panes`` (values of adjacent windows, oldest first).
+def merge_panes(panes_: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values of a window made of some panes (values of adjacent windows, oldest first).
 
     Counts add up, minima and maxima carry over, and each metric's average is the
     average of the panes' averages weighed by their ``<metric>_n``. Deterministic
     for the same panes, so a recomputation equals what the live job stored.
     """
-    out: dict[str, Any] = {"count": sum(int(p["count"]) for p in panes)}
+    out: dict[str, Any] = {"count": sum(int(p["count"]) for p in panes_)}
     for m in METRICS:
-        having = [p for p in panes if p.get(f"{m}_n")]
+        having = [p for p in panes_ if p.get(f"{m}_n")]
         n = sum(int(p[f"{m}_n"]) for p in having)
         out[f"{m}_avg"] = (sum(p[f"{m}_avg"] * p[f"{m}_n"] for p in having) / n) if n else None
         out[f"{m}_min"] = min((p[f"{m}_min"] for p in having), default=None)
@@ -89,64 +89,22 @@ def merge_panes(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def sliding_starts(pane_start: dt.datetime, length: dt.timedelta, slide: dt.timedelta
-                   ) -> list[dt.datetime]:
-    """Starts of the sliding windows (``length`` every ``slide``, aligned to the epoch as
-    Spark's) that contain the pane starting at ``pane_start``, oldest first."""
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    start = pane_start - (pane_start - epoch) % slide  # the last one
-    starts = []
-    while start > pane_start - length:
-        starts.append(start)
-        start -= slide
-    return starts[::-1]
-
-
-def sliding_rows(changed: Iterable[ResultRow], panes: Mapping[tuple[str, dt.datetime], ResultRow],
-                 length: dt.timedelta, slide: dt.timedelta, pane: dt.timedelta) -> list[ResultRow]:
-    """The sliding windows that contain a changed pane, each merged from the ``panes``
-    it contains (by (host, start); a missing pane had no sample). Pure: see tests."""
-    windows = sorted({(p.key, start) for p in changed
-                      for start in sliding_starts(p.window_start, length, slide)})
-    out = []
-    for host, start in windows:
-        found = [panes[(host, t)].values for t in _steps(start, start + length, pane)
-                 if (host, t) in panes]
-        out.append(ResultRow(SLIDING, host, start, start + length, merge_panes(found)))
-    return out
-
-
-def _steps(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> Iterable[dt.datetime]:
-    while start < end:
-        yield start
-        start += step
-
-
 class TumblingAndSliding:
     """``to_rows`` of the tumbling query: a batch's tumbling rows, then the sliding windows
-    that contain them, with the other panes read by ``stored`` (the store's tumbling rows
-    in a range of window starts; None: the batch holds every pane, as in a recomputation).
+    that contain them (:class:`processing.panes.PanedSliding`: the other panes are read by
+    ``stored``; None: the batch holds every pane, as in a recomputation).
     """
 
-    def __init__(self, settings: Settings, stored: pipeline.StoredRows | None = None) -> None:
-        self.length = dt.timedelta(seconds=settings.sliding_window_seconds)
-        self.slide = dt.timedelta(seconds=settings.slide_seconds)
-        self.pane = dt.timedelta(seconds=settings.window_seconds)
-        self.stored = stored
+    def __init__(self, settings: Settings, stored: panes.StoreRange | None = None) -> None:
         self.tumbling = pipeline.result_rows(TUMBLING, "host", VALUE_COLUMNS)
+        self.sliding = panes.PanedSliding(
+            SLIDING, TUMBLING, merge_panes, dt.timedelta(seconds=settings.sliding_window_seconds),
+            dt.timedelta(seconds=settings.slide_seconds),
+            dt.timedelta(seconds=settings.window_seconds), stored)
 
     def __call__(self, collected: list[dict[str, Any]]) -> list[ResultRow]:
         tumbling = self.tumbling(collected)
         return tumbling + self.sliding(tumbling)
-
-    def sliding(self, tumbling: list[ResultRow]) -> list[ResultRow]:
-        panes: dict[tuple[str, dt.datetime], ResultRow] = {}
-        if self.stored is not None and tumbling:
-            low = min(r.window_start for r in tumbling) - self.length
-            high = max(r.window_start for r in tumbling) + self.length
-            panes.update(((r.key, r.window_start), r) for r in self.stored(low, high))
-        panes.update(((r.key, r.window_start), r) for r in tumbling)  # the batch is newer
-        return sliding_rows(tumbling, panes, self.length, self.slide, self.pane)
 
 
 def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from common.records import VmstatSample
-from processing import archive, recompute, vmstat_windows
+from common.records import CaseReport, VmstatSample
+from processing import archive, case_reports, recompute, vmstat_windows
 from processing.jobs import JobContext
 from storage.disk import DiskStore
 from tests.processing.test_jobs_streaming import make_ctx, publish, run_once
@@ -27,10 +27,16 @@ def test_archive_then_recompute_equals_the_live_windows(
     samples = [VmstatSample(event_time=T0 + dt.timedelta(seconds=s), host=h, cpu_user=float(s))
                for s in range(0, 25, 2) for h in ("a", "b")]
     publish(bootstrap, topic, list(samples))
-    ctx: JobContext = make_ctx(spark, bootstrap, tmp_path, vmstat=topic)
+    cases_topic = new_topic(3)
+    cases = [CaseReport(event_time=T0 + dt.timedelta(seconds=s), id=f"c{s}", name="x",
+                        location=("Austin", "Reno")[s % 2], state=("TX", "NV")[s % 2], age=s,
+                        infection="flu") for s in range(0, 75, 3)]
+    publish(bootstrap, cases_topic, list(cases))
+    ctx: JobContext = make_ctx(spark, bootstrap, tmp_path, vmstat=topic, cases=cases_topic)
     try:
         run_once(spark, ctx, archive.start)
         run_once(spark, ctx, vmstat_windows.start)
+        run_once(spark, ctx, case_reports.start)
         archived = spark.read.parquet(str(ctx.settings.archive_dir)).where(f"topic = '{topic}'")
         assert archived.count() == len(samples)
         # partitioned by the UTC date of each record's Kafka timestamp
@@ -39,7 +45,7 @@ def test_archive_then_recompute_equals_the_live_windows(
         assert sorted(p.name for p in ctx.settings.archive_dir.iterdir()
                       if p.name.startswith("topic="))[0].startswith("topic=")
 
-        for stream in ("vmstat_tumbling", "vmstat_sliding"):
+        for stream in ("vmstat_tumbling", "vmstat_sliding", "cases_city_sliding", "cases_latest"):
             rows = recompute.recompute(spark, ctx, stream)
             stored = DiskStore(ctx.settings.sqlite_path).latest(stream, 10_000)
             result = recompute.compare(rows, stored)

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from common.records import AccessRecord, CaseReport, RandomNumber
 from processing import case_reports, census_stats, nginx_traffic, pipeline, random_stats
 from processing.kafka_source import KAFKA_SCHEMA
+from storage.base import ResultRow
 
 pytestmark = pytest.mark.spark
 
@@ -132,14 +133,49 @@ def test_case_totals_split_into_three_streams(spark: SparkSession) -> None:
     assert all(r.window_start == T0 == r.window_end for r in rows)
 
 
-def test_cases_per_city_over_sliding_windows(spark: SparkSession) -> None:
-    out = case_reports.city_windows(parsed(spark, CaseReport, CASES), "60 seconds", "10 seconds",
-                                    None).collect()
-    austin = {(r["window_start_us"] - START_US) // 1_000_000: r["count"] for r in out
-              if r["location"] == "Austin"}
+def test_cases_per_city_over_sliding_windows_built_from_panes(spark: SparkSession,
+                                                               test_settings: Any) -> None:
+    # test_settings: 1 min windows every 10 s (the panes), as the kit's defaults.
+    collected = [r.asDict(recursive=True) for r in case_reports.city_panes(
+        parsed(spark, CaseReport, CASES), "10 seconds", None).collect()]
+    rows = case_reports.CityAndLatest(test_settings)(collected)
+    panes = {(r.key, r.window_start): r.values["count"] for r in rows
+             if r.stream == case_reports.PANES}
+    assert panes == {("Austin", T0): 2, ("Dallas", T0): 1, ("Boise", T0): 1, ("Boise", at(60)): 1}
+    city = {(r.key, r.window_start): r.values for r in rows if r.stream == case_reports.CITY}
+    austin = {(start - T0).total_seconds(): v["count"] for (key, start), v in city.items()
+              if key == "Austin"}
     assert austin == {-50: 2, -40: 2, -30: 2, -20: 2, -10: 2, 0: 2}
-    boise = sorted((r["window_start_us"] - START_US) // 1_000_000 for r in out if r["location"] == "Boise")
-    assert boise == [-50, -40, -30, -20, -10, 0, 10, 20, 30, 40, 50, 60]
+    boise = {(start - T0).total_seconds(): v["count"] for (key, start), v in city.items()
+             if key == "Boise"}
+    assert boise == {-50: 1, -40: 1, -30: 1, -20: 1, -10: 1, 0: 1,
+                     10: 1, 20: 1, 30: 1, 40: 1, 50: 1, 60: 1}
+    assert city[("Dallas", T0)] == {"location": "Dallas", "state": "TX", "count": 1}
+    assert all(r.window_end - r.window_start == dt.timedelta(minutes=1) for r in rows
+               if r.stream == case_reports.CITY)
+    latest = {r.key: r for r in rows if r.stream == case_reports.LATEST}
+    assert sorted(latest) == ["a", "b", "c", "d", "e"]
+    assert latest["e"].window_start == at(65) and latest["e"].values["age"] == 105
+
+
+def test_city_windows_merge_the_batch_panes_with_the_stored_ones(test_settings: Any) -> None:
+    stored_pane = ResultRow(case_reports.PANES, "Austin", T0, at(10),
+                            {"location": "Austin", "state": "TX", "count": 3})
+    asked = []
+
+    def stored(stream: str, start: dt.datetime, end: dt.datetime) -> list[ResultRow]:
+        asked.append((stream, start, end))
+        return [stored_pane]
+
+    batch = [{"location": "Austin", "state": "TX", "count": 2, "window_start_us": START_US + TEN_S,
+              "window_end_us": START_US + 2 * TEN_S,
+              "cases": [{"id": "x", "name": "n", "location": "Austin", "state": "TX", "age": 3,
+                         "infection": "flu", "event_time_us": START_US + TEN_S}]}]
+    rows = case_reports.CityAndLatest(test_settings, stored)(batch)
+    city = {r.window_start: r.values["count"] for r in rows if r.stream == case_reports.CITY}
+    assert city == {at(-40): 5, at(-30): 5, at(-20): 5, at(-10): 5, at(0): 5, at(10): 2}
+    assert asked == [(case_reports.PANES, at(-50), at(70))]
+    assert [r.key for r in rows if r.stream == case_reports.LATEST] == ["x"]
 
 
 def test_latest_cases_rows_are_keyed_by_id_at_their_event_time() -> None:

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from common import settings
+from processing.panes import PanedSliding, sliding_starts
 from processing.vmstat_windows import (
     METRICS,
     SLIDING,
     TUMBLING,
     TumblingAndSliding,
     merge_panes,
-    sliding_starts,
 )
 from storage.base import ResultRow
 
@@ -106,10 +106,10 @@ def test_a_batch_merges_its_panes_with_the_stored_ones_and_its_own_win() -> None
                                      for s in (1, 11, 21)], 10, 10), 10)
     stale = ResultRow(TUMBLING, "a", at(30), at(40), stats([{"cpu_user": 99.0}]))
     store = old + [stale]
-    asked: list[tuple[dt.datetime, dt.datetime]] = []
+    asked: list[tuple[str, dt.datetime, dt.datetime]] = []
 
-    def stored(start: dt.datetime, end: dt.datetime) -> list[ResultRow]:
-        asked.append((start, end))
+    def stored(stream: str, start: dt.datetime, end: dt.datetime) -> list[ResultRow]:
+        asked.append((stream, start, end))
         return [r for r in store if start <= r.window_start < end]
 
     fresh = as_rows(TUMBLING, windows([{"host": "a", "time": at(31), "cpu_user": 30.0},
@@ -118,14 +118,19 @@ def test_a_batch_merges_its_panes_with_the_stored_ones_and_its_own_win() -> None
     sliding = {r.window_start: r.values for r in rows if r.stream == SLIDING}
     # The pane at 30 s lies in the windows starting -20..30 s; the stale pane is replaced.
     assert sorted(sliding) == [at(s) for s in (-20, -10, 0, 10, 20, 30)]
-    assert asked == [(at(-30), at(90))]
+    assert asked == [(TUMBLING, at(-30), at(90))]
     assert (sliding[at(0)]["count"], sliding[at(0)]["cpu_user_avg"]) == (5, 22.0)
     assert (sliding[at(20)]["count"], sliding[at(20)]["cpu_user_max"]) == (3, 50.0)
     assert (sliding[at(30)]["count"], sliding[at(30)]["cpu_user_min"]) == (2, 30.0)
 
 
 def test_no_rows_no_reads() -> None:
-    def stored(start: dt.datetime, end: dt.datetime) -> list[ResultRow]:
+    def stored(stream: str, start: dt.datetime, end: dt.datetime) -> list[ResultRow]:
         raise AssertionError("read the store for an empty batch")
 
     assert TumblingAndSliding(CFG, stored)([]) == []
+
+
+def test_panes_must_divide_the_window_and_the_slide() -> None:
+    with pytest.raises(ValueError, match="multiples of its panes"):
+        PanedSliding(SLIDING, TUMBLING, merge_panes, 60 * SECOND, 15 * SECOND, 10 * SECOND)
