@@ -38,8 +38,9 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import CaseReport, format_time
 from common.settings import Settings
-from processing import panes, pipeline
+from processing import pipeline
 from processing.jobs import JobContext, run_job
+from processing.panes import PanedSliding, StoreRange
 from storage.base import ResultRow
 
 TOTALS = ("cases_top_areas", "cases_by_state", "cases_by_age")
@@ -109,10 +110,10 @@ def city_panes(cases: DataFrame, pane: str, watermark: str | None) -> DataFrame:
                           *pipeline.TIMING_COLUMNS)
 
 
-def merge_counts(panes_: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def merge_counts(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A city's window from its panes: counts add up; the state is the largest, as in a pane."""
-    return {"location": panes_[0]["location"], "state": max(p["state"] for p in panes_),
-            "count": sum(int(p["count"]) for p in panes_)}
+    return {"location": panes[0]["location"], "state": max(p["state"] for p in panes),
+            "count": sum(int(p["count"]) for p in panes)}
 
 
 class CityAndLatest:
@@ -124,10 +125,10 @@ class CityAndLatest:
     its pane is open (once per micro-batch): an idempotent upsert of the same row.
     """
 
-    def __init__(self, settings: Settings, stored: panes.StoreRange | None = None) -> None:
+    def __init__(self, settings: Settings, stored: StoreRange | None = None) -> None:
         slide = dt.timedelta(seconds=settings.slide_seconds)
         self.panes = pipeline.result_rows(PANES, "location", ("location", "state", "count"))
-        self.sliding = panes.PanedSliding(
+        self.sliding = PanedSliding(
             CITY, PANES, merge_counts, dt.timedelta(seconds=settings.sliding_window_seconds),
             slide, slide, stored)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from storage.base import ResultRow
 
-__all__ = ["EPOCH", "PanedSliding", "StoreRange", "sliding_rows", "sliding_starts", "steps"]
+__all__ = ["PanedSliding", "StoreRange", "sliding_rows", "sliding_starts"]
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -39,7 +39,7 @@ def sliding_starts(pane_start: dt.datetime, length: dt.timedelta, slide: dt.time
     return starts[::-1]
 
 
-def steps(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> Iterable[dt.datetime]:
+def _steps(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> Iterable[dt.datetime]:
     while start < end:
         yield start
         start += step
@@ -54,7 +54,7 @@ def sliding_rows(changed: Iterable[ResultRow], panes: Mapping[tuple[str, dt.date
                       for start in sliding_starts(p.window_start, length, slide)})
     out = []
     for key, start in windows:
-        found = [panes[(key, t)].values for t in steps(start, start + length, pane)
+        found = [panes[(key, t)].values for t in _steps(start, start + length, pane)
                  if (key, t) in panes]
         out.append(ResultRow(stream, key, start, start + length, merge(found)))
     return out

@@ -34,8 +34,9 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import VmstatSample
 from common.settings import Settings
-from processing import panes, pipeline
+from processing import pipeline
 from processing.jobs import JobContext, run_job
+from processing.panes import PanedSliding, StoreRange
 from storage.base import ResultRow
 
 TUMBLING = "vmstat_tumbling"
@@ -71,16 +72,16 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
                           *pipeline.TIMING_COLUMNS)
 
 
-def merge_panes(panes_: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The values of a window made of some panes (values of adjacent windows, oldest first).
+def merge_panes(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values of a window made of ``panes`` (values of adjacent windows, oldest first).
 
     Counts add up, minima and maxima carry over, and each metric's average is the
     average of the panes' averages weighed by their ``<metric>_n``. Deterministic
     for the same panes, so a recomputation equals what the live job stored.
     """
-    out: dict[str, Any] = {"count": sum(int(p["count"]) for p in panes_)}
+    out: dict[str, Any] = {"count": sum(int(p["count"]) for p in panes)}
     for m in METRICS:
-        having = [p for p in panes_ if p.get(f"{m}_n")]
+        having = [p for p in panes if p.get(f"{m}_n")]
         n = sum(int(p[f"{m}_n"]) for p in having)
         out[f"{m}_avg"] = (sum(p[f"{m}_avg"] * p[f"{m}_n"] for p in having) / n) if n else None
         out[f"{m}_min"] = min((p[f"{m}_min"] for p in having), default=None)
@@ -95,9 +96,9 @@ class TumblingAndSliding:
     ``stored``; None: the batch holds every pane, as in a recomputation).
     """
 
-    def __init__(self, settings: Settings, stored: panes.StoreRange | None = None) -> None:
+    def __init__(self, settings: Settings, stored: StoreRange | None = None) -> None:
         self.tumbling = pipeline.result_rows(TUMBLING, "host", VALUE_COLUMNS)
-        self.sliding = panes.PanedSliding(
+        self.sliding = PanedSliding(
             SLIDING, TUMBLING, merge_panes, dt.timedelta(seconds=settings.sliding_window_seconds),
             dt.timedelta(seconds=settings.slide_seconds),
             dt.timedelta(seconds=settings.window_seconds), stored)
