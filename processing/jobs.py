@@ -341,8 +341,13 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     signal.signal(signal.SIGINT, on_signal)
     queries = QuerySupervisor(ctx.launchers)
     try:
-        for start in starts:
-            queries.watch(start(spark, ctx.for_job(_app_name(start))))
+        for i, start in enumerate(starts):
+            started = start(spark, ctx.for_job(_app_name(start)))
+            queries.watch(started)
+            if _app_name(start) in FAST_TRIGGER_JOBS and i < len(starts) - 1:
+                # Its first batch alone, then the others (pipeline.wait_for_first_batch).
+                for query in started:
+                    pipeline.wait_for_first_batch(query)
         names = queries.names
         reporter.announce_ready(names)
         if names:

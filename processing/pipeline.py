@@ -360,6 +360,34 @@ def wait_until_initialised(query: StreamingQuery, timeout_s: float = INITIALISE_
                     query.name, timeout_s)
 
 
+#: How long ``python -m processing`` lets the 1 s host-metrics query run its first batch
+#: with data alone before starting the other queries (see :func:`wait_for_first_batch`).
+FIRST_BATCH_TIMEOUT_S = 30.0
+
+
+def wait_for_first_batch(query: StreamingQuery, timeout_s: float = FIRST_BATCH_TIMEOUT_S) -> bool:
+    """Wait until ``query`` has processed a micro-batch with input rows (or stopped).
+
+    A query's first batch with data is its slowest (Spark generates and compiles the
+    code of its plan; the JIT is cold): about 8 s alone on 2 cores, 20 s while the
+    next queries start their Python readers beside it. The embedded stack starts its
+    sources once the first query has started and waits here before starting the
+    others, so the first windows reach a page about 10 s sooner. Returns False after
+    ``timeout_s`` (no data yet: e.g. its source is not running); the caller goes on.
+    """
+    def done() -> bool:
+        return not query.isActive or any(
+            int(p.get("numInputRows") or 0) > 0 for p in query.recentProgress)
+
+    try:
+        eventually(done, timeout_s, f"query {query.name}'s first batch with data", interval_s=0.2)
+    except DeadlineExceeded:
+        log.info("query %s has had no data for %.0f s; starting the next queries", query.name,
+                 timeout_s)
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class WindowedStream:
     """A windowed result stream, described once and run two ways.

@@ -95,3 +95,18 @@ def test_the_health_line_shows_the_embedded_brokers_cpu(running_stack: Any) -> N
     line = re.compile(r"queries, lag .* \| broker \d+% CPU, up \d+ min")
     eventually(lambda: line.search(running_stack.output()), 120,
                "a health line with the broker's CPU in the stack's output", interval_s=0.5)
+
+
+def test_the_live_sources_start_with_the_first_query_and_the_ingest_once_all_have(
+    running_stack: Any,
+) -> None:
+    def ingest_started() -> str | None:
+        out = running_stack.output()
+        return out if "case-report ingest started" in out else None
+
+    out = eventually(ingest_started, 240, "the stack to start the case-report ingest",
+                     interval_s=0.5)
+    # Each line is printed once what it reports is done.
+    assert out.index("started input (pid") < out.index("started ingest (pid"), out
+    assert out.index("Spark: first query (vmstat_tumbling@disk) started after") \
+        < out.index("streaming queries started after"), out
