@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--only-summary"], logs / "locust.log", env))
 
         # Spark first. The live sources (one light process) start once Spark's first query,
-        # the 1 s host-metrics one, has started: its windows reach a page about 10 s sooner.
+        # the 1 s host-metrics one, has started: its windows reach a page about 20 s sooner.
         # The HTTP ingest and Locust (the heaviest to start) wait until every query has: each
         # query starts a Python reader that has only 10 s to connect back to the JVM, and a
         # busy machine makes it miss that (connect-back failures in CI, retried by
