@@ -108,6 +108,15 @@ def test_plan_read_tasks_spreads_large_batches_and_keeps_ranges_whole() -> None:
     assert sorted(r for t in tasks for r in t) == sorted(ranges)
 
 
+def test_by_default_a_batch_of_a_second_at_20000_records_is_read_by_two_tasks() -> None:
+    opts = parse_options({**BASE, "maxReadTasks": "2"})
+    one_second = [OffsetRange("t", p, 0, 6_667) for p in range(3)]
+    assert len(plan_read_tasks(one_second, opts.max_read_tasks, opts.rows_per_read_task)) == 2
+    quiet = [OffsetRange("t", p, 0, 1_000) for p in range(3)]
+    assert len(plan_read_tasks(quiet, opts.max_read_tasks, opts.rows_per_read_task)) == 1
+    assert parse_options({**BASE, "rowsPerReadTask": "500"}).rows_per_read_task == 500
+
+
 def test_plan_read_tasks_skips_empty_ranges() -> None:
     assert plan_read_tasks([OffsetRange("t", 0, 5, 5)], 2, 10) == []
 
