@@ -123,8 +123,14 @@ def read_kafka(
     starting_offsets: str = "latest",
     fail_on_data_loss: bool = True,
     max_offsets_per_trigger: int | None = None,
+    max_read_tasks: int | None = None,
 ) -> DataFrame:
-    """A streaming DataFrame of Kafka records (schema of Spark's ``kafka`` source)."""
+    """A streaming DataFrame of Kafka records (schema of Spark's ``kafka`` source).
+
+    ``max_read_tasks``: most read tasks of a large batch (the kit's Python source only);
+    default one per core (``SHUFFLE_PARTITIONS``). A background query passes 1, so its
+    batches leave a task slot to the 1 s query.
+    """
     limit = settings.max_offsets_per_trigger if max_offsets_per_trigger is None else max_offsets_per_trigger
     fmt = kafka_format(spark, settings)
     reader = (
@@ -137,5 +143,5 @@ def read_kafka(
     if limit:
         reader = reader.option("maxOffsetsPerTrigger", str(limit))
     if fmt != "kafka":  # large batches may be read by one task per core
-        reader = reader.option("maxReadTasks", str(settings.shuffle_partitions))
+        reader = reader.option("maxReadTasks", str(max_read_tasks or settings.shuffle_partitions))
     return reader.load()
