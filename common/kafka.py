@@ -308,13 +308,16 @@ class JsonPublisher:
             kwargs["key"] = key.encode()
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError(f"publishing to {topic} after the publisher was closed")
         while True:
             try:
-                self._producer.produce(topic, payload, **kwargs)
+                producer.produce(topic, payload, **kwargs)
                 break
             except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+                producer.poll(0.05)
+        producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         remaining = self._producer.flush(timeout_s)

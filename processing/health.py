@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
 from common import topics
 from common.records import format_time, utc_now
+from common.waiting import DeadlineExceeded, eventually
 
 __all__ = ["HealthReporter", "lag_of", "summarise_progress"]
 
@@ -88,6 +90,9 @@ class HealthReporter(StreamingQueryListener):
     def __init__(self, bootstrap: str | None, app: str) -> None:
         self.app = app
         self._publisher: Any = None
+        self._closed = False
+        #: names of the queries whose end was reported (see :meth:`close`)
+        self.terminated: set[str] = set()
         if bootstrap:
             from common.kafka import JsonPublisher
 
@@ -102,9 +107,13 @@ class HealthReporter(StreamingQueryListener):
     def _send(self, message: dict[str, Any]) -> None:
         message.setdefault("app", self.app)
         message.setdefault("published_at", format_time(utc_now()))
-        if self._publisher is not None:
+        publisher = self._publisher
+        if publisher is None and self._closed:
+            log.debug("health message after close not sent: %s %s", message.get("kind"),
+                      message.get("query"))
+        elif publisher is not None:
             try:
-                self._publisher.publish(topics.HEALTH.name, message, key=self.app)
+                publisher.publish(topics.HEALTH.name, message, key=self.app)
             except Exception:
                 log.exception("publishing health failed")
 
@@ -153,7 +162,22 @@ class HealthReporter(StreamingQueryListener):
         name = self._names.get(str(event.id), str(event.id))
         self._send({"kind": "query_terminated", "component": "processing",
                     "query": name, "error": event.exception})
+        self.terminated.add(name)
 
-    def close(self) -> None:
-        if self._publisher is not None:
-            self._publisher.close()
+    def close(self, wait_for: Collection[str] = (), timeout_s: float = 5.0) -> None:
+        """Close the publisher once every query in ``wait_for`` has reported its end.
+
+        Spark delivers a listener's events asynchronously: a query's ``onQueryTerminated``
+        may come after ``stop()`` returned. Waiting (at most ``timeout_s``) publishes those
+        ends; an event after the close is dropped with a debug line, not a traceback.
+        """
+        try:
+            eventually(lambda: set(wait_for) <= self.terminated, timeout_s,
+                       f"the end of queries {sorted(set(wait_for) - self.terminated)}",
+                       interval_s=0.05)
+        except DeadlineExceeded as e:
+            log.info("closing the health publisher: %s", e)
+        publisher, self._publisher = self._publisher, None
+        self._closed = True
+        if publisher is not None:
+            publisher.close()

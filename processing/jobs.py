@@ -373,7 +373,7 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     finally:
         queries.stop_all()
         ctx.close()
-        reporter.close()
+        reporter.close(wait_for=queries.names)
         spark.stop()
 
 

@@ -1,0 +1,53 @@
+"""The health reporter publishes the end of every query before it closes (real Spark, real broker)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pyspark.sql import SparkSession
+
+from common import topics
+from common.waiting import eventually
+from processing.health import HealthReporter
+from tests.input.test_random_numbers import read_topic
+
+pytestmark = pytest.mark.spark
+
+
+def test_the_end_of_a_stopped_query_is_published_before_the_close(
+    spark: SparkSession, bootstrap: str, tmp_path: Path
+) -> None:
+    app = f"test-{uuid.uuid4().hex[:8]}"
+    reporter = HealthReporter(bootstrap, app)
+    spark.streams.addListener(reporter)
+    try:
+        query = (spark.readStream.format("rate").option("rowsPerSecond", 5).load()
+                 .writeStream.format("noop").queryName(f"{app}-rate")
+                 .option("checkpointLocation", str(tmp_path / "cp"))
+                 .trigger(processingTime="0.5 seconds").start())
+        eventually(lambda: query.recentProgress, 90, "a progress report", interval_s=0.2)
+        query.stop()
+        reporter.close(wait_for=[f"{app}-rate"], timeout_s=30)
+    finally:
+        spark.streams.removeListener(reporter)
+    assert reporter.terminated == {f"{app}-rate"}
+    ours = [r["value"] for r in read_topic(bootstrap, topics.HEALTH.name)
+            if r["value"].get("app") == app]
+    assert [m["kind"] for m in ours if m["kind"] != "query_progress"] == \
+        ["query_started", "query_terminated"]
+    assert ours[-1]["query"] == f"{app}-rate"
+
+
+def test_an_event_after_the_close_is_dropped_with_a_debug_line(
+    bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reporter = HealthReporter(bootstrap, f"test-{uuid.uuid4().hex[:8]}")
+    reporter.close()
+    with caplog.at_level(logging.DEBUG, logger="processing.health"):
+        reporter.onQueryTerminated(SimpleNamespace(id="late", exception=None))
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
+    assert "after close not sent: query_terminated late" in caplog.text
