@@ -369,10 +369,11 @@ def wait_for_first_batch(query: StreamingQuery, timeout_s: float = FIRST_BATCH_T
     """Wait until ``query`` has processed a micro-batch with input rows (or stopped).
 
     A query's first batch with data is its slowest (Spark generates and compiles the
-    code of its plan; the JIT is cold): about 8 s alone on 2 cores, 20 s while the
+    code of its plan; the JIT is cold): 8-10 s alone on 2 cores, 20 s while the
     next queries start their Python readers beside it. The embedded stack starts its
     sources once the first query has started and waits here before starting the
-    others, so the first windows reach a page about 10 s sooner. Returns False after
+    others: the first windows reach a page after 26 s instead of 35 (sources as early,
+    no wait) or 48 (sources after every query; README, Benchmarks). Returns False after
     ``timeout_s`` (no data yet: e.g. its source is not running); the caller goes on.
     """
     def done() -> bool:
