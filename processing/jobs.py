@@ -344,9 +344,10 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     queries = QuerySupervisor(ctx.launchers)
     try:
         for i, start in enumerate(starts):
-            started = start(spark, ctx.for_job(_app_name(start)))
+            job = _app_name(start)
+            started = start(spark, ctx.for_job(job))
             queries.watch(started)
-            if _app_name(start) in FAST_TRIGGER_JOBS and i < len(starts) - 1:
+            if job in FAST_TRIGGER_JOBS and i < len(starts) - 1:
                 # Its first batch alone, then the others (pipeline.wait_for_first_batch).
                 for query in started:
                     pipeline.wait_for_first_batch(query)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from processing.pipeline import wait_for_first_batch
 
@@ -26,13 +27,18 @@ def test_returns_once_a_batch_with_rows_has_run(spark: SparkSession, tmp_path: P
         query.stop()
 
 
-def test_gives_up_after_the_timeout_when_no_data_comes(spark: SparkSession, tmp_path: Path) -> None:
+def without_data(spark: SparkSession, tmp_path: Path, name: str) -> StreamingQuery:
+    """A query over an empty folder of JSON files: it runs no batch until a file appears."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    query = (spark.readStream.schema("x INT").json(str(inbox))
-             .writeStream.format("noop").queryName("first_batch_empty")
-             .option("checkpointLocation", str(tmp_path / "cp"))
-             .trigger(processingTime="0.5 seconds").start())
+    return (spark.readStream.schema("x INT").json(str(inbox))
+            .writeStream.format("noop").queryName(name)
+            .option("checkpointLocation", str(tmp_path / "cp"))
+            .trigger(processingTime="0.5 seconds").start())
+
+
+def test_gives_up_after_the_timeout_when_no_data_comes(spark: SparkSession, tmp_path: Path) -> None:
+    query = without_data(spark, tmp_path, "first_batch_empty")
     try:
         began = time.monotonic()
         assert wait_for_first_batch(query, timeout_s=2.0) is False
@@ -43,10 +49,6 @@ def test_gives_up_after_the_timeout_when_no_data_comes(spark: SparkSession, tmp_
 
 
 def test_a_stopped_query_does_not_hold_up_the_others(spark: SparkSession, tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    query = (spark.readStream.schema("x INT").json(str(inbox))
-             .writeStream.format("noop").queryName("first_batch_stopped")
-             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    query = without_data(spark, tmp_path, "first_batch_stopped")
     query.stop()
     assert wait_for_first_batch(query, timeout_s=60) is True
