@@ -24,9 +24,11 @@ of the last 5 s), plus the query's trigger interval (that much input waits betwe
 reads by design), the job drains within DRAIN s, and the store's
 ``vmstat_tumbling`` counts for the step's hosts add up to exactly the records produced
 (produced = stored), with no late or malformed row. Stepping stops at the first step that
-does not hold; then one step halfway between the last held rate and it (on a fresh broker
-and job, the failed step's backlog would distort it) refines the limit; when not even the
-first step holds, the rate is halved (down to 1,000/s) until one does (``--no-refine``: neither).
+does not hold; then a step halfway between the highest held rate and the lowest failed one
+refines the limit, twice (``--refine-rounds``; each on a fresh broker and job, the failed
+step's backlog would distort it: with the default steps, 80k failed -> 60k -> 50k or 70k);
+when not even the first step holds, the rate is halved (down to 1,000/s) until one does
+(``--no-refine``: neither).
 
 Run: ``.venv/bin/python bench/throughput.py [--quick] [--engine spark|baseline|both]
 [--steps 5000,10000,...]``. Prints progress and a table per engine; the last line is one
@@ -287,10 +289,15 @@ def run_engine(engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 steps.append(result)
                 say(f"[{engine}] {rate:,}/s: {'held' if result['held'] else 'NOT held: ' + str(result['why_not'])}")
 
-            if args.refine and failed and held:
+            for _ in range(args.refine_rounds if args.refine else 0):
+                held = [s["rate"] for s in steps if s["held"]]
+                failed = [s["rate"] for s in steps if not s["held"]]
+                if not (held and failed):
+                    break
                 rate = (max(held) + min(failed)) // 2 // 1000 * 1000
-                if max(held) < rate < min(failed):
-                    fresh_step(rate, "refining at")
+                if not max(held) < rate < min(failed):
+                    break
+                fresh_step(rate, "refining at")
             rate = min(failed) // 2 if failed else 0
             while args.refine and not held and rate >= 1000:
                 # Not even the lowest step held: halve it until one does.
@@ -334,6 +341,8 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=30.0)
     parser.add_argument("--trigger", type=float, default=1.0)
     parser.add_argument("--no-refine", dest="refine", action="store_false")
+    parser.add_argument("--refine-rounds", type=int, default=2,
+                        help="steps halfway between the limits, each on a fresh job (default 2)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: steps 5k and 20k, 15 s each, no refinement")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (logs)")
