@@ -14,6 +14,7 @@ import argparse
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import importlib
 import logging
 import os
@@ -30,6 +31,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common import catalogue, topics
 from common.settings import Settings, argument_parser, from_args
+from common.waiting import DeadlineExceeded, eventually
 from processing import pipeline
 from processing.panes import StoreRange
 
@@ -53,6 +55,9 @@ BatchFn = Callable[[SparkSession, "JobContext"], int]
 #: A failed query is restarted from its checkpoint (with backoff) up to this many times
 #: within RESTART_WINDOW_S; one more failure ends the application with exit code 1.
 MAX_RESTARTS = 5
+#: How long stopping waits for the queries' running micro-batches to end (QuerySupervisor.stop_all);
+#: the stack gives ``python -m processing`` 15 s to stop in all.
+STOP_BETWEEN_BATCHES_S = 5.0
 RESTART_WINDOW_S = 600.0
 #: Failures that say the machine is overloaded, not that the query is broken: Spark gives a
 #: new Python process a fixed 10 s to connect back (``PythonWorkerFactory``). They are
@@ -289,11 +294,30 @@ class QuerySupervisor:
             self._due[name] = (now + backoff, transient)
         return True
 
-    def stop_all(self) -> None:
+    def stop_all(self, between_batches_s: float = STOP_BETWEEN_BATCHES_S) -> None:
+        """Stop every query, each between two of its micro-batches if one comes soon enough.
+
+        ``stop()`` interrupts the batch a query is running: its writer then fails inside
+        ``collect()`` and py4j logs a traceback (nothing is lost: the batch runs again from
+        the checkpoint at the next start, and the store's upserts make that harmless).
+        So each query is stopped once its current batch is done, all of them within
+        ``between_batches_s``; a query still busy then is stopped as before.
+        """
         self._due.clear()
-        for q in self.queries.values():
+        deadline = time.monotonic() + between_batches_s
+        for name, q in self.queries.items():
+            try:
+                eventually(functools.partial(_between_batches, q),
+                           max(0.0, deadline - time.monotonic()),
+                           f"the running batch of {name}", interval_s=0.02)
+            except DeadlineExceeded:
+                log.info("stopping %s during a batch (it runs again at the next start)", name)
             if q.isActive:
                 q.stop()
+
+
+def _between_batches(query: StreamingQuery) -> bool:
+    return not (query.isActive and query.status["isTriggerActive"])
 
 
 def _parser(description: str) -> argparse.ArgumentParser:
@@ -322,6 +346,7 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     args = _parser(description).parse_args(argv)
     settings = from_args(args)
     setup_logging(settings.log_level)
+    pipeline.quiet_interrupted_batches()
     if settings.kafka_bootstrap_servers is None and starts:
         log.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
         return 2
