@@ -397,10 +397,26 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
             stopping.wait(0.5)
         return 0
     finally:
+        quiet_spark_stop(spark)
         queries.stop_all()
         ctx.close()
         reporter.close(wait_for=queries.names)
         spark.stop()
+
+
+#: Spark loggers whose warnings on stopping say nothing: a query stopped between batches has
+#: no job to cancel ("Failed to cancel job group ... Cannot find active jobs for it", twice).
+QUIET_ON_STOP = ("org.apache.spark.scheduler.DAGScheduler",)
+
+
+def quiet_spark_stop(spark: SparkSession) -> None:
+    """Raise the level of :data:`QUIET_ON_STOP` to ERROR; called when the application stops."""
+    try:
+        log4j = spark._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+        for name in QUIET_ON_STOP:
+            log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
+    except Exception:  # cosmetic: never let it stand in the way of stopping
+        log.debug("could not quieten Spark's loggers", exc_info=True)
 
 
 def _app_name(fn: Callable[..., Any]) -> str:

@@ -156,8 +156,8 @@ class SlowWriter:
 
 
 def slow_query(spark: SparkSession, tmp_path: Path, writer: SlowWriter,
-               trigger_s: float) -> StreamingQuery:
-    rows = spark.readStream.format("rate").option("rowsPerSecond", 5).load()
+               trigger_s: float, rows_per_s: int) -> StreamingQuery:
+    rows = spark.readStream.format("rate").option("rowsPerSecond", rows_per_s).load()
     return (rows.writeStream.queryName("slow_batches").foreachBatch(writer)
             .option("checkpointLocation", str(tmp_path / "cp"))
             .trigger(processingTime=f"{trigger_s} seconds").start())
@@ -167,7 +167,7 @@ def stop_during_a_batch(query: StreamingQuery, writer: SlowWriter,
                         stop: Callable[[], None]) -> None:
     try:
         eventually(lambda: writer.written, 120, "a first batch written", interval_s=0.1)
-        # The batch's job runs 0.2 s a row (at least 2 rows): stopped well inside it.
+        # The batch's job runs 0.2 s a row (3 rows or more): stopped well inside it.
         assert writer.collecting.wait(30), "no batch ran its Spark job"
         stop()
     finally:
@@ -179,7 +179,7 @@ def test_a_batch_stopped_midway_ends_in_one_info_line(
         spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     quiet_interrupted_batches()
     writer = SlowWriter()
-    query = slow_query(spark, tmp_path, writer, trigger_s=0.5)
+    query = slow_query(spark, tmp_path, writer, trigger_s=0.5, rows_per_s=5)  # back to back
     with caplog.at_level(logging.INFO, logger="py4j.clientserver"):
         stop_during_a_batch(query, writer, query.stop)
     assert [type(e) for e in writer.errors] == [BatchInterrupted]
@@ -191,9 +191,24 @@ def test_a_batch_stopped_midway_ends_in_one_info_line(
 
 def test_stop_all_lets_a_running_batch_finish(spark: SparkSession, tmp_path: Path) -> None:
     writer = SlowWriter()
-    query = slow_query(spark, tmp_path, writer, trigger_s=3)  # batches of about 1 s
+    # 3 rows a batch: its job takes about 0.6 s of the 3 s between triggers.
+    query = slow_query(spark, tmp_path, writer, trigger_s=3, rows_per_s=1)
     supervisor = QuerySupervisor({})
     supervisor.watch([query])
     stop_during_a_batch(query, writer, lambda: supervisor.stop_all(between_batches_s=30))
     assert not query.isActive
     assert writer.errors == []
+
+
+def test_stopping_quietens_the_dag_schedulers_warnings(spark: SparkSession) -> None:
+    from processing.jobs import QUIET_ON_STOP, quiet_spark_stop
+
+    log4j = spark._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+    name = QUIET_ON_STOP[0]
+    before = str(log4j.LogManager.getLogger(name).getLevel())
+    assert before != "ERROR"
+    try:
+        quiet_spark_stop(spark)
+        assert str(log4j.LogManager.getLogger(name).getLevel()) == "ERROR"
+    finally:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.toLevel(before))
