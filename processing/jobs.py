@@ -55,10 +55,10 @@ BatchFn = Callable[[SparkSession, "JobContext"], int]
 #: A failed query is restarted from its checkpoint (with backoff) up to this many times
 #: within RESTART_WINDOW_S; one more failure ends the application with exit code 1.
 MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
 #: How long stopping waits for the queries' running micro-batches to end (QuerySupervisor.stop_all);
 #: the stack gives ``python -m processing`` 15 s to stop in all.
 STOP_BETWEEN_BATCHES_S = 5.0
-RESTART_WINDOW_S = 600.0
 #: Failures that say the machine is overloaded, not that the query is broken: Spark gives a
 #: new Python process a fixed 10 s to connect back (``PythonWorkerFactory``). They are
 #: retried with the same backoff but never end the application.
@@ -317,7 +317,10 @@ class QuerySupervisor:
 
 
 def _between_batches(query: StreamingQuery) -> bool:
-    return not (query.isActive and query.status["isTriggerActive"])
+    try:
+        return not (query.isActive and query.status["isTriggerActive"])
+    except Exception:  # noqa: BLE001 - the JVM going away: nothing to wait for
+        return True
 
 
 def _parser(description: str) -> argparse.ArgumentParser:
