@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Iterable
 
-from py4j.java_gateway import java_import
 from pyspark.sql import DataFrame, SparkSession
 
 from common.settings import Settings
@@ -44,8 +43,8 @@ def session(settings: Settings, app_name: str) -> SparkSession:
     Checkpoints are written through Hadoop's FileSystem API. Spark's default
     (FileContext) makes Hadoop, without its native library (pyspark ships none),
     start a ``readlink`` process for every rename and a ``chmod`` for every file:
-    measured, 41 processes per micro-batch of one windowed query, 4 with this
-    (``chmod`` remains), and the offset and commit log writes of a batch took
+    measured, 41 processes per micro-batch of one windowed query, 8 with this
+    (the ``chmod`` remain), and the offset and commit log writes of a batch took
     111 ms instead of 33. A rename on a local disk is atomic either way.
 
     The cache of generated code holds CODEGEN_CACHE_ENTRIES classes instead of 100:
@@ -87,12 +86,6 @@ def session(settings: Settings, app_name: str) -> SparkSession:
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if settings.log_level != "debug" else "INFO")
-    # pyspark turns every progress event with observed metrics (the jobs' malformed counts)
-    # into Python through PythonSQLUtils, named without its package: py4j then tries each
-    # package pyspark imported with a wildcard, every try a search of every jar (JFR: 7% of
-    # the JVM's samples under the e2e benchmark, all on the listener thread). Imported by
-    # its full name, it is found at once (1.16 -> 0.66 ms a lookup, py4j call included).
-    java_import(spark._jvm, "org.apache.spark.sql.api.python.PythonSQLUtils")
     manager = next((name for name in _FILESYSTEM_CHECKPOINTS if jvm_class_exists(spark, name)), None)
     if manager is None:
         log.warning("no FileSystem-based checkpoint manager in this Spark: keeping its default")
