@@ -292,6 +292,12 @@ class JsonPublisher:
         self.failed = 0
         self.last_error: str | None = None
 
+    def _open(self, doing: str) -> Any:
+        """The producer; a clear error instead of an AttributeError after :meth:`close`."""
+        if self._producer is None:
+            raise RuntimeError(f"{doing} after the publisher was closed")
+        return self._producer
+
     def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
         if err is None:
             self.delivered += 1
@@ -308,9 +314,7 @@ class JsonPublisher:
             kwargs["key"] = key.encode()
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError(f"publishing to {topic} after the publisher was closed")
+        producer = self._open(f"publishing to {topic}")
         while True:
             try:
                 producer.produce(topic, payload, **kwargs)
@@ -320,7 +324,7 @@ class JsonPublisher:
         producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        remaining = self._producer.flush(timeout_s)
+        remaining = self._open("flushing").flush(timeout_s)
         if remaining:
             raise KafkaUnavailable(f"{remaining} records not acknowledged within {timeout_s} s")
         if self.failed:
