@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import subprocess
+import sys
+
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
@@ -9,6 +13,8 @@ from processing.kafka_source import (
     KafkaOptionError,
     KafkaStreamReader,
     OffsetRange,
+    _arrow_schema,
+    _to_batch,
     from_offsets,
     parse_options,
     plan_read_tasks,
@@ -167,3 +173,48 @@ def test_reader_pickles_without_its_client() -> None:
     reader._probe = object()  # stands for a live consumer, which cannot be pickled
     clone = pickle.loads(pickle.dumps(reader))
     assert clone._probe is None
+
+
+class _Message:
+    """What the reader uses of a confluent_kafka Message."""
+
+    def __init__(self, key: bytes | None, value: bytes, timestamp: tuple[int, int]) -> None:
+        self._key, self._value, self._timestamp = key, value, timestamp
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._timestamp
+
+
+def test_records_become_an_arrow_batch_of_sparks_kafka_schema() -> None:
+    messages = [
+        _Message(b"k", b'{"a":1}', (1, 1_700_000_000_123)),  # CreateTime
+        _Message(None, b"{}", (0, -1)),  # no timestamp
+        _Message(b"z", b"x", (2, 1_700_000_000_456)),  # LogAppendTime
+    ]
+    batch = _to_batch(messages, [7, 8, 9], OffsetRange("t", 2, 7, 10), _arrow_schema())
+    assert batch.schema == _arrow_schema()
+    assert batch.to_pylist() == [
+        {"key": b"k", "value": b'{"a":1}', "topic": "t", "partition": 2, "offset": 7,
+         "timestamp": dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=dt.UTC), "timestampType": 0},
+        {"key": None, "value": b"{}", "topic": "t", "partition": 2, "offset": 8,
+         "timestamp": None, "timestampType": -1},
+        {"key": b"z", "value": b"x", "topic": "t", "partition": 2, "offset": 9,
+         "timestamp": dt.datetime(2023, 11, 14, 22, 13, 20, 456000, tzinfo=dt.UTC), "timestampType": 1},
+    ]
+
+
+def test_numpy_and_pandas_are_not_needed() -> None:
+    """Each Python worker that imported them cost about 20-55 MiB more (pyarrow imports
+    pandas on its first array if it can, to check for pandas objects)."""
+    code = (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('numpy') is None, 'numpy is installed'\n"
+        "assert importlib.util.find_spec('pandas') is None, 'pandas is installed'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
