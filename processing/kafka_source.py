@@ -607,8 +607,8 @@ def read_ranges(task: KafkaReadTask, batch_rows: int = 100_000) -> Iterator[Any]
 
 
 def _to_batch(records: list[Any], offsets: list[int], r: OffsetRange, schema: Any) -> Any:
-    # pyarrow alone, no numpy: the kit installs neither numpy nor pandas, which cost
-    # each Python worker and reader process about 20-55 MiB (see pyproject.toml).
+    # pyarrow alone: the kit installs neither numpy nor pandas, which pyarrow would
+    # import into every Python worker (README, "Memory: the JVM's spikes were ...").
     import pyarrow as pa
     import pyarrow.compute as pc
 
