@@ -26,7 +26,8 @@ from input.census import (
     main,
     read_population,
 )
-from tests.input.test_random_numbers import FakeTime, read_topic
+from tests.input.test_random_numbers import FakeTime
+from tests.kafka_topics import read_topic
 
 
 def test_population_file_loads_exactly() -> None:

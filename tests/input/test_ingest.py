@@ -21,7 +21,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common import kafka, settings
+from common import settings
 from common.broker import free_port
 from common.records import CaseReport, from_json
 from common.waiting import eventually
@@ -36,7 +36,7 @@ from input.ingest import (
     routes_for,
     serve,
 )
-from tests.input.test_random_numbers import read_topic
+from tests.kafka_topics import read_topic, records_in
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T0 = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.UTC)
@@ -205,14 +205,6 @@ def kafka_ingest(bootstrap: str, new_topic: Any) -> Iterator[tuple[Flask, str, s
         ingest_of(app).close()
 
 
-def records_in(bootstrap: str, topic: str) -> int:
-    probe = kafka.offset_probe(bootstrap)
-    try:
-        parts = kafka.partitions_of(probe, [topic])[topic]
-        ends = kafka.end_offsets(probe, [(topic, p) for p in parts])
-    finally:
-        probe.close()
-    return sum(end - low for low, end in ends.values())
 
 
 def test_202_means_kafka_has_the_record(bootstrap: str, kafka_ingest: tuple[Flask, str, str]) -> None:

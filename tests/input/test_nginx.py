@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from common import kafka, settings
+from common import settings
 from common.accesslog import FORMATS, AccessLogParser
 from common.records import AccessRecord
 from common.topics import Topic
@@ -40,6 +39,7 @@ from input.nginx_demo import (
     request_bytes,
 )
 from input.nginx_tail import FileTailer, Position, PositionStore
+from tests.kafka_topics import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = SHIPPED_RECORDING.read_bytes().splitlines()
@@ -520,30 +520,6 @@ def test_requests_and_traffic_bounds() -> None:
 # -- against the embedded broker: count in = published + rejected, read back from Kafka
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-    """Every record value of ``topic``, read up to its end offsets."""
-    from confluent_kafka import TopicPartition
-
-    probe = kafka.offset_probe(bootstrap)
-    try:
-        parts = kafka.partitions_of(probe, [topic])[topic]
-        ends = kafka.end_offsets(probe, [(topic, p) for p in parts])
-    finally:
-        probe.close()
-    expected = sum(end - low for low, end in ends.values())
-    reader = kafka.consumer(bootstrap)
-    reader.assign([TopicPartition(topic, p, ends[(topic, p)][0]) for p in parts])
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expected:
-            assert time.monotonic() < deadline, f"read {len(out)} of {expected} from {topic}"
-            for msg in reader.consume(num_messages=10_000, timeout=0.2):
-                assert msg.error() is None, msg.error()
-                out.append(json.loads(msg.value() or b""))
-    finally:
-        reader.close()
-    return out
 
 
 def canonical(value: dict[str, Any]) -> str:
@@ -551,12 +527,13 @@ def canonical(value: dict[str, Any]) -> str:
 
 
 def dead_letters_with(bootstrap: str, marker: str) -> list[dict[str, Any]]:
-    return [v for v in read_topic(bootstrap, "dead-letters") if marker in v.get("raw", "")]
+    values = [r["value"] for r in read_topic(bootstrap, "dead-letters")]
+    return [v for v in values if marker in v.get("raw", "")]
 
 
 def check_kafka(bootstrap: str, topic: str, marker: str, lines_in: int, sent: int,
                 rejected: int) -> list[dict[str, Any]]:
-    published = read_topic(bootstrap, topic)
+    published = [r["value"] for r in read_topic(bootstrap, topic)]
     dead = dead_letters_with(bootstrap, marker)
     assert lines_in == sent + rejected
     assert (len(published), len(dead)) == (sent, rejected)

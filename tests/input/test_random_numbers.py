@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from common import kafka
 from common.records import RandomNumber, from_json
 from common.topics import Topic
 from input.base import KafkaSink, ListSink
@@ -25,6 +24,7 @@ from input.random_numbers import (
     main,
     make_draw,
 )
+from tests.kafka_topics import read_topic
 
 T0 = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -44,33 +44,6 @@ class FakeTime:
         return self.now
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-    """Every record of ``topic`` (partition, offset, key, value), read until the end offsets."""
-    from confluent_kafka import TopicPartition
-
-    probe = kafka.offset_probe(bootstrap)
-    try:
-        parts = kafka.partitions_of(probe, [topic])[topic]
-        ends = kafka.end_offsets(probe, [(topic, p) for p in parts])
-    finally:
-        probe.close()
-    expected = sum(end - low for low, end in ends.values())
-    reader = kafka.consumer(bootstrap)
-    reader.assign([TopicPartition(topic, p, ends[(topic, p)][0]) for p in parts])
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expected:
-            assert time.monotonic() < deadline, f"read {len(out)} of {expected} records of {topic}"
-            for msg in reader.consume(num_messages=10_000, timeout=0.2):
-                assert msg.error() is None, msg.error()
-                key = msg.key()
-                out.append({"partition": msg.partition(), "offset": msg.offset(),
-                            "key": key.decode() if key is not None else None,
-                            "value": json.loads(msg.value() or b"")})
-    finally:
-        reader.close()
-    return out
 
 
 # -- distributions

@@ -20,7 +20,7 @@ from common import settings
 from common.records import CaseReport, from_json
 from input.ingest import EXTRA_CHECKS, AckingKafkaSink, Route, create_app, ingest_of, serve
 from input.traffic import is_loopback_url, load_cases, make_case
-from tests.input.test_random_numbers import read_topic
+from tests.kafka_topics import read_topic
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T0 = dt.datetime(2026, 11, 22, 6, 0, 1, 500_000, tzinfo=dt.UTC)

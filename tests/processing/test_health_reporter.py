@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from common import topics
 from common.waiting import eventually
 from processing.health import HealthReporter
-from tests.input.test_random_numbers import read_topic
+from tests.kafka_topics import read_topic
 
 pytestmark = pytest.mark.spark
 

@@ -1,0 +1,47 @@
+"""Reading a topic back in tests: what a source published, counted against what it was given."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from common import kafka
+
+
+def _ends(bootstrap: str, topic: str) -> dict[tuple[str, int], tuple[int, int]]:
+    probe = kafka.offset_probe(bootstrap)
+    try:
+        parts = kafka.partitions_of(probe, [topic])[topic]
+        return kafka.end_offsets(probe, [(topic, p) for p in parts])
+    finally:
+        probe.close()
+
+
+def records_in(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds (from its offsets, correct on Tansu too)."""
+    return sum(end - low for low, end in _ends(bootstrap, topic).values())
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """Every record of ``topic`` (partition, offset, key, value), read until the end offsets."""
+    ends = _ends(bootstrap, topic)
+    expected = sum(end - low for low, end in ends.values())
+    reader = kafka.consumer(bootstrap)
+    reader.assign([TopicPartition(t, p, low) for (t, p), (low, _) in sorted(ends.items())])
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected:
+            assert time.monotonic() < deadline, f"read {len(out)} of {expected} records of {topic}"
+            for msg in reader.consume(num_messages=10_000, timeout=0.2):
+                assert msg.error() is None, msg.error()
+                key = msg.key()
+                out.append({"partition": msg.partition(), "offset": msg.offset(),
+                            "key": key.decode() if key is not None else None,
+                            "value": json.loads(msg.value() or b"")})
+    finally:
+        reader.close()
+    return out
