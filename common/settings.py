@@ -149,6 +149,10 @@ class Settings:
         "DISPLAY_FETCH_MS", "200", _int_range(1, 10_000),
         "The display server fetches new records from Kafka at most this often per partition "
         "(ms): each fetch costs the embedded broker time that grows with the records it keeps.")
+    display_results_fetch_ms: int = setting(
+        "DISPLAY_RESULTS_FETCH_MS", "50", _int_range(1, 10_000),
+        "The same for the results, health and dead-letter topics, which the display server "
+        "follows with a consumer of their own (a few records a second).")
     ingest_host: str = setting("INGEST_HOST", "127.0.0.1", _str, "HTTP ingest address.")
     ingest_port: int = setting("INGEST_PORT", "5001", _int_range(0, 65535), "HTTP ingest port.")
     ingest_max_body_bytes: int = setting(

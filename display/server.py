@@ -217,7 +217,8 @@ def create_app(settings: Settings, stores: dict[str, Any] | None = None,
         from display.feed import KafkaFeed
 
         display.feed = KafkaFeed(settings.kafka_bootstrap_servers, display.hub, display.emit,
-                                 fetch_ms=settings.display_fetch_ms)
+                                 fetch_ms=settings.display_fetch_ms,
+                                 results_fetch_ms=settings.display_results_fetch_ms)
         display.feed.start()
     if start_feed:
         socketio.start_background_task(_status_loop, socketio, display)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from common import kafka, topics
+from common import catalogue, kafka, topics
 from common.broker import EmbeddedBroker
 from common.records import VmstatSample
 from common.waiting import eventually
 from display.feed import KafkaFeed
 from display.hub import Hub
+
+TUMBLING = "vmstat_tumbling"  # a stream of common.catalogue
 
 
 def sample(host: str) -> dict[str, Any]:
@@ -75,5 +78,43 @@ def test_a_raw_topic_is_followed_from_its_end_while_a_page_is_open(bootstrap: st
         health_probe(f"probe-{tag}")  # the always-followed topics still flow ...
         assert f"closed-{tag}" not in hosts_pushed()  # ... the raw one does not
     finally:
+        feed.stop()
+        publisher.close()
+
+
+def test_results_do_not_wait_behind_a_raw_topic(bootstrap: str) -> None:
+    """Results have a consumer and a thread of their own: while pushing a raw record is
+    stuck, a result still reaches its page (one consumer made results wait for the raw
+    topics' fetch pacing, and for every raw record before them)."""
+    hub = Hub()
+    raw_stuck, release = threading.Event(), threading.Event()
+    pushed: list[tuple[dict[str, Any], str]] = []
+
+    def emit(event: str, data: dict[str, Any], ns: str) -> None:
+        if "records" in data:  # a raw record: hold this loop until the test lets go
+            raw_stuck.set()
+            release.wait(30)
+        pushed.append((data, ns))
+
+    demo = next(d for d in catalogue.DEMOS if TUMBLING in d.streams)
+    feed = KafkaFeed(bootstrap, hub, emit, fetch_ms=200, results_fetch_ms=50)
+    publisher = kafka.JsonPublisher(bootstrap)
+    feed.start()
+    try:
+        assert feed.ready.wait(20)
+        hub.client_joined("/demo1")
+        eventually(lambda: topics.VMSTAT.name in feed.following, 20, "the feed follows vmstat")
+        publisher.publish(topics.VMSTAT.name, sample("stuck"))
+        publisher.flush()
+        assert raw_stuck.wait(20), "the raw record reached emit"
+        publisher.publish(topics.RESULTS.name, {"stream": TUMBLING, "store": demo.store,
+                                                "batch_id": 7, "rows": []})
+        publisher.flush()
+        eventually(lambda: any(d.get("batch_id") == 7 and ns == demo.namespace
+                               for d, ns in list(pushed)), 20,
+                   "the result pushed while the raw loop is stuck")
+        assert not release.is_set()
+    finally:
+        release.set()
         feed.stop()
         publisher.close()
