@@ -250,3 +250,43 @@ def test_the_host_metrics_job_is_one_query_on_the_fast_trigger(
     # None: TRIGGER_SECONDS; the sliding windows are built from the tumbling ones' batches.
     assert triggers == {"vmstat_tumbling@disk": None}
     assert set(ctx.launchers) == set(triggers)  # each can be restarted alone
+
+
+def test_queries_on_the_shared_interval_are_staggered() -> None:
+    from processing.jobs import STAGGER, staggered_interval
+
+    intervals = [staggered_interval(10, i) for i in range(len(STAGGER))]
+    assert intervals[:4] == [8.0, 9.0, 11.0, 12.0]
+    assert len(set(intervals)) == len(intervals)  # no two meet at every batch
+    assert sum(intervals) / len(intervals) == pytest.approx(10)  # the same load on average
+    assert staggered_interval(10, len(STAGGER)) == intervals[0]
+
+
+def test_the_other_jobs_queries_start_on_staggered_intervals(
+    spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark aligns processing-time batches to multiples of the interval: queries with one
+    interval would all run at once. The queries of every other job get different ones."""
+    import types
+
+    from common import settings as settings_module
+    from processing import case_reports, random_stats
+    from processing.jobs import JobContext
+
+    s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
+                              "OTHER_TRIGGER_SECONDS": "10"})
+    ctx = JobContext(spark, s, "127.0.0.1:9", sink="disk")
+    monkeypatch.setattr(JobContext, "read",
+                        lambda self, role: spark.createDataFrame([], KAFKA_SCHEMA))
+    triggers: dict[str, float | None] = {}
+
+    def start_query(df: DataFrame, name: str, *args: Any, **kwargs: Any) -> Any:
+        triggers[name] = kwargs["trigger_seconds"]
+        return types.SimpleNamespace(name=name)
+
+    monkeypatch.setattr(pipeline, "start_query", start_query)
+    random_stats.start(spark, ctx.for_job("random_stats"))
+    case_reports.start(spark, ctx.for_job("case_reports"))
+    assert len(triggers) == 3
+    assert len(set(triggers.values())) == 3, triggers  # three queries, three intervals
+    assert all(7 <= t <= 13 for t in triggers.values() if t is not None), triggers
