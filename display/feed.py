@@ -102,8 +102,6 @@ class KafkaFeed:
         self.emit = emit
         self.always = always
         self.on_demand = on_demand
-        self.malformed = 0
-        self._malformed_lock = threading.Lock()
         #: per loop ("always", "raw"): the error that stops it from following, if any
         self._errors: dict[str, str | None] = {"always": None, "raw": None}
         #: per loop ("always", "raw"): topic -> partitions assigned now
@@ -212,9 +210,7 @@ class KafkaFeed:
                 if topic in RAW_TYPES and topic in RAW_TOPICS:
                     records.from_json(RAW_TYPES[topic], value)  # RecordError is a ValueError
             except (TypeError, ValueError) as e:
-                with self._malformed_lock:
-                    self.malformed += 1
-                self.hub.on_malformed()
+                self.hub.on_malformed()  # counted there, under the hub's lock
                 log.debug("malformed message on %s: %s", topic, e)
                 continue
             value.setdefault("kafka_time", msg.timestamp()[1])

@@ -68,15 +68,15 @@ STOP_BETWEEN_BATCHES_S = 5.0
 #: retried with the same backoff but never end the application.
 TRANSIENT_FAILURES = ("Python worker failed to connect back",)
 
+
 def staggered_interval(every_s: float, index: int) -> float:
     """The trigger interval of the ``index``-th query started on the shared interval ``every_s``.
 
     Spark starts a processing-time micro-batch at every multiple of its interval since the
-    epoch, whenever the query started; so the five queries on OTHER_TRIGGER_SECONDS started
-    their batches at the same instants, every 10 s, and the 1 s host-metrics batch that met
-    them took 1.6-3.3 s instead of 0.6 (all five and the archive: 7 s of work at once on
-    2 cores, the Python driver running their writers one at a time). At 8, 9, 11 and 12 s
-    they meet in twos a few times a minute and all at once only every 3 hours; the
+    epoch, whenever the query started; so the four queries on OTHER_TRIGGER_SECONDS started
+    their batches at the same instants, every 10 s (and the archive's, every 30 s, with
+    them), and the 1 s host-metrics batch that met them took 1.6-3.3 s instead of 0.6. At
+    8, 9, 11 and 12 s they meet in twos a few times a minute and all four every 792 s; the
     average interval stays ``every_s``.
     """
     return round(every_s * STAGGER[index % len(STAGGER)], 3)

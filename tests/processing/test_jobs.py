@@ -225,18 +225,17 @@ def test_only_the_host_metrics_job_runs_at_the_fast_trigger(tmp_path: Any) -> No
     assert other.ledger is ctx.ledger and other._stores is ctx._stores  # shared, closed once
 
 
-def test_the_host_metrics_job_is_one_query_on_the_fast_trigger(
-    spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _recorded_triggers(spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                       other_trigger_seconds: str) -> tuple[Any, dict[str, float | None]]:
+    """A JobContext whose jobs read no Kafka and start no query, and the ``trigger_seconds``
+    each query would have started with, by query name (filled as jobs start)."""
     import types
 
     from common import settings as settings_module
-    from processing import vmstat_windows
     from processing.jobs import JobContext
 
     s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
-                              "OTHER_TRIGGER_SECONDS": "5"})
-    ctx = JobContext(spark, s, "127.0.0.1:9", sink="disk").for_job("vmstat_windows")
+                              "OTHER_TRIGGER_SECONDS": other_trigger_seconds})
     monkeypatch.setattr(JobContext, "read",
                         lambda self, role: spark.createDataFrame([], KAFKA_SCHEMA))
     triggers: dict[str, float | None] = {}
@@ -246,6 +245,16 @@ def test_the_host_metrics_job_is_one_query_on_the_fast_trigger(
         return types.SimpleNamespace(name=name)
 
     monkeypatch.setattr(pipeline, "start_query", start_query)
+    return JobContext(spark, s, "127.0.0.1:9", sink="disk"), triggers
+
+
+def test_the_host_metrics_job_is_one_query_on_the_fast_trigger(
+    spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from processing import vmstat_windows
+
+    shared, triggers = _recorded_triggers(spark, tmp_path, monkeypatch, "5")
+    ctx = shared.for_job("vmstat_windows")
     vmstat_windows.start(spark, ctx)
     # None: TRIGGER_SECONDS; the sliding windows are built from the tumbling ones' batches.
     assert triggers == {"vmstat_tumbling@disk": None}
@@ -267,24 +276,9 @@ def test_the_other_jobs_queries_start_on_staggered_intervals(
 ) -> None:
     """Spark aligns processing-time batches to multiples of the interval: queries with one
     interval would all run at once. The queries of every other job get different ones."""
-    import types
-
-    from common import settings as settings_module
     from processing import case_reports, random_stats
-    from processing.jobs import JobContext
 
-    s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
-                              "OTHER_TRIGGER_SECONDS": "10"})
-    ctx = JobContext(spark, s, "127.0.0.1:9", sink="disk")
-    monkeypatch.setattr(JobContext, "read",
-                        lambda self, role: spark.createDataFrame([], KAFKA_SCHEMA))
-    triggers: dict[str, float | None] = {}
-
-    def start_query(df: DataFrame, name: str, *args: Any, **kwargs: Any) -> Any:
-        triggers[name] = kwargs["trigger_seconds"]
-        return types.SimpleNamespace(name=name)
-
-    monkeypatch.setattr(pipeline, "start_query", start_query)
+    ctx, triggers = _recorded_triggers(spark, tmp_path, monkeypatch, "10")
     random_stats.start(spark, ctx.for_job("random_stats"))
     case_reports.start(spark, ctx.for_job("case_reports"))
     assert len(triggers) == 3
