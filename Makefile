@@ -1,14 +1,17 @@
 # Quick start: `make run` (set up, then run the embedded stack) and `make test`.
-# Set-up is incremental: it reinstalls only when requirements.lock, pyproject.toml
-# or display/package-lock.json changed.
+# Set-up is incremental: it reinstalls only when requirements.lock, pyproject.toml,
+# display/package-lock.json or queue/pom.xml (the JVM jars, from Maven Central) changed.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 NPM_STAMP := display/node_modules/.setup-stamp
+JARS   := jars
+JARS_STAMP := $(JARS)/.setup-stamp
+MVN    ?= mvn
 
-.PHONY: run test setup check-tools bench lint clean help
+.PHONY: run test setup jars check-tools bench lint clean help
 
 help:
 	@echo "make run    set up, then run the whole stream on this machine (Ctrl-C stops it)"
@@ -30,11 +33,14 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy common input processing storage display stack
 
-setup: check-tools $(STAMP) $(NPM_STAMP)
+setup: check-tools $(STAMP) $(NPM_STAMP) $(JARS_STAMP)
+
+jars: $(JARS_STAMP)
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 or newer is needed for Spark (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v $(MVN) >/dev/null 2>&1 || { echo "Maven is needed to fetch Kafka's and Spark's jars from Maven Central (Debian: apt-get install maven; macOS: brew install maven)"; exit 1; }
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "Java 17 or newer is needed for Spark (found " $$2 ")"; exit 1 } }'
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -50,5 +56,14 @@ $(NPM_STAMP): display/package.json display/package-lock.json
 	cd display && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
+# The JVM engines' jars (queue/pom.xml): Maven resolves them into its local repository
+# (~/.m2, so a second run downloads nothing) and copies them to jars/kafka and jars/spark.
+$(JARS_STAMP): queue/pom.xml
+	@echo "==> fetching the JVM jars of queue/pom.xml from Maven Central into $(JARS)/ (Kafka's broker, Spark's Kafka connector; about 55 MB the first time)"
+	rm -rf $(JARS)/kafka $(JARS)/spark
+	$(MVN) -B --no-transfer-progress -q -f queue/pom.xml dependency:copy-dependencies@kafka dependency:copy@spark
+	@echo "    $$(ls $(JARS)/kafka | wc -l) jars in $(JARS)/kafka, $$(ls $(JARS)/spark | wc -l) in $(JARS)/spark"
+	touch $(JARS_STAMP)
+
 clean:
-	rm -rf $(VENV) display/node_modules data
+	rm -rf $(VENV) display/node_modules data $(JARS)

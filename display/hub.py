@@ -79,6 +79,8 @@ class Hub:
         self.dead_letters = RateMeter(span=60.0, clock=clock)
         self.malformed = 0  # messages on followed topics that were not JSON objects
         self.feed_error: str | None = None
+        #: the stack's stages (name, state, restarts), from its latest ``stack_stages`` report
+        self._stages: list[dict[str, Any]] = []
         #: the topics the Kafka feed follows now (set by the feed)
         self.following: list[str] = []
 
@@ -129,6 +131,8 @@ class Hub:
                 self._queries[str(message["query"])] = message
             elif kind == "query_terminated" and message.get("query"):
                 self.query_failures[str(message["query"])] += 1 if message.get("error") else 0
+            elif kind == "stack_stages" and isinstance(message.get("stages"), list):
+                self._stages = [dict(s) for s in message["stages"] if isinstance(s, dict)]
             elif message.get("component") == "input" and message.get("source"):
                 self._sources[str(message["source"])] = message
                 self._source_seen[str(message["source"])] = self._wall()
@@ -233,4 +237,5 @@ class Hub:
                 "clients": sum(self.clients.values()),
                 "feed_error": self.feed_error,
                 "following": list(self.following),
+                "stages": [dict(s) for s in self._stages],
             }

@@ -90,6 +90,21 @@ class StatusCollector(Collector):
                 unread.add_metric([row["stream"], row["store"]], row["not_read_yet"])
         yield unaccounted
         yield unread
+        restarts = CounterMetricFamily("streamkit_stack_stage_restarts",
+                                       "Times the stack's supervisor restarted a stage",
+                                       labels=["stage"])
+        up = GaugeMetricFamily("streamkit_stack_stage_up",
+                               "1 while a stage of the stack runs, 0 while it waits for a restart",
+                               labels=["stage"])
+        for stage in status.get("stages") or []:
+            restarts.add_metric([str(stage.get("name"))], int(stage.get("restarts") or 0))
+            up.add_metric([str(stage.get("name"))], 1 if stage.get("state") == "running" else 0)
+        yield restarts
+        yield up
+        kafka_up = GaugeMetricFamily("streamkit_kafka_reachable",
+                                     "1 while the display server's Kafka feed reaches the broker")
+        kafka_up.add_metric([], 0 if status.get("feed_error") else 1)
+        yield kafka_up
         dead = CounterMetricFamily("streamkit_dead_letters",
                                    "Messages on the dead-letters topic since the server started")
         dead.add_metric([], status["dead_letters_total"])

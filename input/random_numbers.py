@@ -17,17 +17,17 @@ Distributions (``RANDOM_PARAMS``; empty means the defaults in brackets):
 records stay in one partition, in order; ``seq`` counts up from 0. When a
 producer (re)starts it resumes at one past the highest ``seq`` it has in
 Kafka, found by reading the tail of its partition backwards (end offsets via
-:func:`common.kafka.end_offsets`, which is right on Tansu too), or at the
+:func:`common.kafka.end_offsets`), or at the
 ``next_seq`` of its state file ``DATA_DIR/state/random-<producer>.json``,
 whichever is higher. The state file is written only after a flush succeeded
 (every ``checkpoint_interval_s`` and at a clean stop), so it never claims a
 record that Kafka has not acknowledged; it keeps the sequence going when the
-topic was emptied (the embedded broker keeps data in memory only). So a
+topic was emptied (deleted and made again, or its records expired). So a
 restart, clean or ``kill -9``, shows neither a gap nor a duplicate, provided
 the records Kafka acknowledged are still there or the state file is. Not
-covered: the producer does not use Kafka's idempotence, so a record whose
-delivery failed is reported (the source stops with an error), not retried into
-place; two processes running with the same producer id at once break the
+covered: a record whose delivery failed for good (after librdkafka's retries,
+which Kafka's idempotence keeps from duplicating) is reported (the source stops
+with an error), not retried into place; two processes running with the same producer id at once break the
 sequence (give each its own ``--producer-id``). Delete the state file to start
 a producer again from 0 on an empty topic.
 """

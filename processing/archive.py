@@ -39,11 +39,7 @@ def archive_frame(kafka_rows: DataFrame) -> DataFrame:
 
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
     settings = ctx.settings
-    # One read task per batch, whatever its size: this background copy (10,000 records and
-    # more every 10 s under load) then holds one of local[2]'s two task slots, not both,
-    # while the 1 s host-metrics query runs. (Whole stack at 1,000 records/s, one run each:
-    # p50 / p95 5.4 / 9.9 and 2.9 / 6.6 s with this, 4.8 / 10.6 without: within the noise.)
-    frame = archive_frame(ctx.read_topics(ARCHIVED, max_read_tasks=1))
+    frame = archive_frame(ctx.read_topics(ARCHIVED))
     writer = (
         frame.writeStream.queryName(NAME)
         .format("parquet")

@@ -116,16 +116,14 @@ class JobContext:
         """The Kafka name of the topic with this role (queue/topics.toml, or a test's override)."""
         return self.topic_names.get(role) or getattr(topics, role.upper()).name
 
-    def read_topics(self, roles: list[str], max_read_tasks: int | None = None) -> DataFrame:
-        """One streaming DataFrame of the Kafka records of several topics
-        (``max_read_tasks``: see :func:`processing.spark.read_kafka`)."""
+    def read_topics(self, roles: list[str]) -> DataFrame:
+        """One streaming DataFrame of the Kafka records of several topics."""
         from processing.spark import read_kafka
 
         if self.bootstrap is None:
             raise RuntimeError("reading Kafka needs KAFKA_BOOTSTRAP_SERVERS")
         return read_kafka(self.spark, self.settings, [self.topic_name(r) for r in roles],
-                          self.bootstrap, starting_offsets=self.starting_offsets,
-                          max_read_tasks=max_read_tasks)
+                          self.bootstrap, starting_offsets=self.starting_offsets)
 
     def stores_for(self, stream: str) -> tuple[str, ...]:
         """The stores a stream is written to: ``--sink``, else those the catalogue's demos read.
@@ -347,7 +345,7 @@ def _between_batches(query: StreamingQuery) -> bool:
 
 def _parser(description: str) -> argparse.ArgumentParser:
     parser = argument_parser(description, only=[
-        "kafka_bootstrap_servers", "kafka_source", "data_dir", "log_level", "spark_master",
+        "kafka_bootstrap_servers", "jars_dir", "data_dir", "log_level", "spark_master",
         "spark_driver_memory", "shuffle_partitions", "trigger_seconds", "other_trigger_seconds",
         "watermark_seconds",
         "window_seconds", "sliding_window_seconds", "slide_seconds", "max_offsets_per_trigger",

@@ -1,9 +1,10 @@
 """The Spark session and the one Kafka reader every job uses.
 
-``read_kafka`` returns a DataFrame with the schema of Spark's ``kafka`` source,
-fed by Spark's JVM connector when its jar is on the classpath (the compose
-image lists the connector's jars, resolved at build time, in ``spark.jars``) and
-by the kit's Python data source otherwise. It logs which. Jobs never branch on it.
+Every job reads Kafka with Spark's own connector (``format("kafka")``), the same
+code under ``make run``, ``spark-submit`` and compose. Its jars come from Maven
+Central (``queue/pom.xml``; ``make setup`` puts them in ``jars/spark/``):
+:func:`session` adds them to ``spark.jars`` when it starts the JVM itself; under
+``spark-submit`` pass them with ``--jars`` (README, "Spark jobs alone").
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ import sys
 from collections.abc import Iterable
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from common.settings import Settings
 
-__all__ = ["jvm_class_exists", "jvm_kafka_available", "read_kafka", "session"]
+__all__ = ["KAFKA_SCHEMA", "ConnectorMissing", "connector_jars", "jvm_class_exists", "jvm_kafka_available", "read_kafka", "session"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,27 @@ _FILESYSTEM_CHECKPOINTS = (
     "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
     "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager",
 )
+
+
+#: The columns of Spark's ``kafka`` source (without headers), for tests and batch frames.
+KAFKA_SCHEMA = StructType([
+    StructField("key", BinaryType(), True),
+    StructField("value", BinaryType(), True),
+    StructField("topic", StringType(), True),
+    StructField("partition", IntegerType(), True),
+    StructField("offset", LongType(), True),
+    StructField("timestamp", TimestampType(), True),
+    StructField("timestampType", IntegerType(), True),
+])
+
+
+class ConnectorMissing(RuntimeError):
+    """Spark's Kafka connector is not on the classpath; the message says how to get it."""
+
+
+def connector_jars(settings: Settings) -> list[str]:
+    """The jars of Spark's Kafka connector that ``make setup`` fetched (``jars/spark/``)."""
+    return sorted(str(p) for p in (settings.jars_dir / "spark").glob("*.jar"))
 
 
 def session(settings: Settings, app_name: str) -> SparkSession:
@@ -58,9 +89,16 @@ def session(settings: Settings, app_name: str) -> SparkSession:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        # Not under spark-submit (whose --master and --driver-memory must win): set them here.
+        # Not under spark-submit (whose --master, --driver-memory and --jars must win): set
+        # them here, before pyspark starts the JVM.
+        jars = connector_jars(settings)
+        if not jars:
+            raise ConnectorMissing(
+                f"Spark's Kafka connector is not in {settings.jars_dir / 'spark'}: run `make "
+                "setup` (it fetches the jars of queue/pom.xml from Maven Central)")
         builder = (
             builder.master(settings.spark_master)
+            .config("spark.jars", ",".join(jars))
             .config("spark.driver.memory", settings.spark_driver_memory)
             .config("spark.driver.extraJavaOptions",
                     f"-XX:+UseSerialGC -Xss4m -Dderby.system.home={settings.data_dir / 'derby'}")
@@ -109,46 +147,6 @@ def jvm_kafka_available(spark: SparkSession) -> bool:
     return jvm_class_exists(spark, _JVM_PROVIDER)
 
 
-_registered: set[int] = set()
-
-
-def _register_python_source(spark: SparkSession) -> None:
-    """Register the kit's Kafka data source once per Spark session."""
-    from processing.kafka_source import KafkaDataSource
-
-    if id(spark) not in _registered:
-        spark.dataSource.register(KafkaDataSource)
-        _registered.add(id(spark))
-
-
-def kafka_format(spark: SparkSession, settings: Settings) -> str:
-    """The format name to read Kafka with, per ``KAFKA_SOURCE``; logs the choice once."""
-    from processing.kafka_source import FORMAT_NAME
-
-    choice = settings.kafka_source
-    if choice == "auto":
-        choice = "jvm" if jvm_kafka_available(spark) else "python"
-    elif choice == "jvm" and not jvm_kafka_available(spark):
-        raise RuntimeError(
-            "KAFKA_SOURCE=jvm but Spark's Kafka connector is not on the classpath: pass "
-            "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version> to "
-            "spark-submit, or set KAFKA_SOURCE=auto"
-        )
-    first = id(spark) not in _registered and id(spark) not in _announced
-    _announced.add(id(spark))
-    if choice == "jvm":
-        if first:
-            log.info("reading Kafka with Spark's JVM connector (format kafka)")
-        return "kafka"
-    _register_python_source(spark)
-    if first:
-        log.info("reading Kafka with the kit's Python data source (format %s)", FORMAT_NAME)
-    return FORMAT_NAME
-
-
-_announced: set[int] = set()
-
-
 def read_kafka(
     spark: SparkSession,
     settings: Settings,
@@ -157,18 +155,17 @@ def read_kafka(
     starting_offsets: str = "latest",
     fail_on_data_loss: bool = True,
     max_offsets_per_trigger: int | None = None,
-    max_read_tasks: int | None = None,
 ) -> DataFrame:
-    """A streaming DataFrame of Kafka records (schema of Spark's ``kafka`` source).
-
-    ``max_read_tasks``: most read tasks of a large batch (the kit's Python source only);
-    default one per core (``SHUFFLE_PARTITIONS``). A background query passes 1, so its
-    batches leave a task slot to the 1 s query.
-    """
+    """A streaming DataFrame of Kafka records, read by Spark's Kafka connector."""
     limit = settings.max_offsets_per_trigger if max_offsets_per_trigger is None else max_offsets_per_trigger
-    fmt = kafka_format(spark, settings)
+    if id(spark) not in _checked:
+        if not jvm_kafka_available(spark):
+            raise ConnectorMissing(
+                "Spark's Kafka connector is not on the classpath: run `make setup`, and under "
+                f"spark-submit pass --jars {','.join(connector_jars(settings)) or 'jars/spark/*.jar'}")
+        _checked.add(id(spark))
     reader = (
-        spark.readStream.format(fmt)
+        spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap)
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", starting_offsets)
@@ -176,6 +173,7 @@ def read_kafka(
     )
     if limit:
         reader = reader.option("maxOffsetsPerTrigger", str(limit))
-    if fmt != "kafka":  # large batches may be read by one task per core
-        reader = reader.option("maxReadTasks", str(max_read_tasks or settings.shuffle_partitions))
     return reader.load()
+
+
+_checked: set[int] = set()

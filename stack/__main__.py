@@ -1,11 +1,14 @@
 """The whole stream on one machine: ``python -m stack`` (what ``make run`` does).
 
-Starts, in order: the embedded Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS
+Starts, in order: the embedded Apache Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS
 is set), the display server, one Spark application running every streaming
 job, the live sources once its first query has started, and the case-report
 ingest (with Locust) once every query has. Prints the URL, shows
 progress while Spark starts, then a one-line health summary every few seconds.
-Ctrl-C stops everything it started, newest first; logs stay in DATA_DIR/logs/.
+A stage that dies is started again after a backoff (stack.supervisor); one that
+keeps dying stops the stack. Ctrl-C stops everything it started, the stages newest
+first, then the broker; logs stay in DATA_DIR/logs/, and the broker's data, the
+Spark checkpoints and the stores stay in DATA_DIR for the next start.
 
 Every setting can be given as a flag (``python -m stack --display-port 8080``)
 or an environment variable (``DISPLAY_PORT=8080 make run``).
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -28,7 +30,7 @@ from common import settings as settings_module
 from common import topics
 from common.logs import setup_logging
 from common.settings import Settings
-from stack.supervisor import Child, Supervisor, become_subreaper
+from stack.supervisor import Child, GaveUp, Supervisor, become_subreaper
 
 log = logging.getLogger("stack")
 
@@ -55,21 +57,9 @@ class Progress:
         self._last = ""
 
 
-#: Above this share of a core the health line says what the embedded broker's load means.
-BROKER_BUSY = 0.5
-
-
 def broker_health(cpu_cores: float, uptime_s: float) -> str:
-    """The embedded broker's part of the health line, e.g. ``broker 14% CPU, up 8 min``.
-
-    Tansu 0.6.0 keeps every record in memory and its requests cost more the more it keeps
-    (README, Benchmarks): its CPU grows with uptime, so the line shows both, with a hint once
-    it is busy.
-    """
-    text = f"broker {cpu_cores * 100:.0f}% CPU, up {uptime_s / 60:.0f} min"
-    if cpu_cores >= BROKER_BUSY:
-        text += " (it slows down as it keeps more records: restart to empty it)"
-    return text
+    """The embedded broker's part of the health line, e.g. ``broker 14% CPU, up 8 min``."""
+    return f"broker {cpu_cores * 100:.0f}% CPU, up {uptime_s / 60:.0f} min"
 
 
 class BrokerMeter:
@@ -150,6 +140,40 @@ class HealthWatcher:
         self._consumer.close()
 
 
+class StagePublisher:
+    """Publishes the stages' states (running, restarting, restarts) to the ``health`` topic.
+
+    The display server shows them on its index and in /metrics. Sent every 5 s and at
+    once after an exit or a restart; while the broker is down the producer keeps them
+    and sends them when it is back.
+    """
+
+    EVERY_S = 5.0
+
+    def __init__(self, bootstrap: str) -> None:
+        from common import kafka
+
+        self._publisher = kafka.JsonPublisher(bootstrap)
+        self._last = 0.0
+
+    def publish(self, states: list[dict[str, Any]], changed: bool = False) -> None:
+        import datetime as dt
+
+        now = time.monotonic()
+        if not changed and now - self._last < self.EVERY_S:
+            return
+        self._last = now
+        self._publisher.publish(topics.HEALTH.name, {
+            "kind": "stack_stages", "component": "stack",
+            "time": dt.datetime.now(dt.UTC).isoformat(), "stages": states})
+
+    def close(self) -> None:
+        try:
+            self._publisher.close()
+        except Exception:
+            log.debug("closing the stage publisher failed", exc_info=True)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -220,28 +244,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    broker = None
     become_subreaper()
     supervisor = Supervisor()
     watcher: HealthWatcher | None = None
+    stages: StagePublisher | None = None
     try:
         if settings.embedded_broker:
             from common.broker import BrokerError, EmbeddedBroker
 
             broker = EmbeddedBroker.from_settings(settings)
-            progress.show("starting the embedded Kafka broker (Tansu) ...")
+            progress.show("starting the embedded Apache Kafka broker ...")
             try:
-                bootstrap = broker.start()
+                argv = broker.prepare()
+                kafka_child = supervisor.start(Child("kafka", argv, broker.log_path,
+                                                     dict(os.environ), service=True))
+                broker.wait_ready(lambda: kafka_child.exit_code)
             except BrokerError as e:
                 progress.done(f"error: {e}")
                 return 1
-            progress.done(f"Kafka: embedded Tansu broker at {bootstrap} (in memory; log "
-                          f"{broker.log_path})")
-            if settings.checkpoint_dir.exists():
-                # The embedded broker starts empty: offsets saved by an earlier run point past
-                # the end of every topic. Windows already stored stay in the store.
-                shutil.rmtree(settings.checkpoint_dir)
-                log.info("removed old Spark checkpoints (the embedded broker starts empty)")
+            bootstrap = broker.bootstrap
+            progress.done(f"Kafka: embedded Apache Kafka at {bootstrap} (data {broker.data_dir}; "
+                          f"log {broker.log_path})")
         else:
             from common import kafka
 
@@ -250,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             created = kafka.create_topics(bootstrap, topics.ALL)
             progress.done(f"Kafka: {bootstrap} (created topics: {', '.join(created) or 'none'})")
 
+        stages = StagePublisher(bootstrap)
         watcher = HealthWatcher(bootstrap)
         env = child_env(settings, bootstrap)
         py = sys.executable
@@ -291,13 +315,21 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         announced = args.no_spark
         last_summary = 0.0
-        meter = BrokerMeter(broker.pid) if broker is not None and broker.pid else None
+        def kafka_meter() -> BrokerMeter | None:
+            """The embedded broker's CPU meter (None with an external broker)."""
+            for child in supervisor.children:
+                if child.name == "kafka" and child.process is not None and child.exit_code is None:
+                    return BrokerMeter(child.process.pid)
+            return None
+
+        meter = kafka_meter()
         while not stopping.is_set():
-            failed = supervisor.failed()
-            if failed is not None:
-                progress.done(f"error: {failed.name} exited with code {failed.exit_code}; the end "
-                              f"of {failed.log_path}:\n{failed.log_tail()}")
-                return 1
+            events = supervisor.poll()  # raises GaveUp for a stage that keeps failing
+            for event in events:
+                progress.done(event)
+                if event.startswith("kafka restarted"):
+                    meter = kafka_meter()
+            stages.publish(supervisor.states(), changed=bool(events))
             now = time.monotonic()
             if not live_started and (watcher.first_query or watcher.ready_queries is not None):
                 live_started = True
@@ -331,16 +363,19 @@ def main(argv: list[str] | None = None) -> int:
             stopping.wait(0.5)
         progress.done("stopping ...")
         return 0
+    except GaveUp as e:
+        progress.done(f"error: {e}\nstopping everything.")
+        return 1
     except (RuntimeError, TimeoutError) as e:  # a child that failed to start, a broker gone
         progress.done(f"error: {e}")
         return 1
     finally:
-        supervisor.stop_all()
         if watcher is not None:
             watcher.close()
-        if broker is not None:
-            broker.stop()
-        if supervisor.children or broker is not None:
+        if stages is not None:
+            stages.close()
+        supervisor.stop_all()
+        if supervisor.children:
             print("stopped.", flush=True)
 
 

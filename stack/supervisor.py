@@ -1,4 +1,9 @@
-"""Child processes of the embedded stack: start, watch, stop, with nothing left behind.
+"""Child processes of the embedded stack: start, watch, restart, stop, with nothing left behind.
+
+A child that exits is started again after a backoff (1, 2, 4, ... 30 s), as systemd's
+``Restart=on-failure`` or Docker's restart policies would; a child that exits
+:attr:`RestartPolicy.max_restarts` times within :attr:`RestartPolicy.window_s` has
+failed for good and :meth:`Supervisor.poll` reports it, so the stack stops.
 
 Each child runs in its own session (so Ctrl-C in the terminal reaches only the
 supervisor, which then stops the children in order) and is asked by the
@@ -17,11 +22,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Child", "Supervisor"]
+__all__ = ["Child", "GaveUp", "RestartPolicy", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,14 @@ class Child:
     env: Mapping[str, str]
     process: subprocess.Popen[bytes] | None = None
     started_at: float = field(default=0.0)
+    #: When each restart happened (monotonic seconds), oldest first.
+    restarts: list[float] = field(default_factory=list)
+    #: Exit code of the run that ended last, while the child waits for its restart.
+    last_exit: int | None = None
+    #: When the waiting child is due to start again; None while it runs.
+    restart_at: float | None = None
+    #: A service the other children use (the broker): stopped after them.
+    service: bool = False
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +98,12 @@ class Child:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
 
+    def kill_group(self) -> None:
+        """SIGKILL what is left of the child's session (its process group) after it exited."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     def signal_group(self, sig: int) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -98,12 +117,82 @@ class Child:
             return "(no log)"
 
 
-class Supervisor:
-    """Starts children and stops them all, newest first: SIGTERM, then SIGKILL after a grace."""
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How often a child that exits is started again before the stack gives up."""
 
-    def __init__(self, grace_s: float = 15.0) -> None:
+    max_restarts: int = 5
+    window_s: float = 300.0
+    backoff_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+    def delay(self, recent_restarts: int) -> float:
+        return self.backoff_s[min(recent_restarts, len(self.backoff_s) - 1)]
+
+
+class GaveUp(RuntimeError):
+    """A child kept failing: it exited more often than its restart policy allows."""
+
+    def __init__(self, child: Child, policy: RestartPolicy) -> None:
+        super().__init__(
+            f"{child.name} exited with code {child.last_exit} and had already been restarted "
+            f"{policy.max_restarts} times within {policy.window_s:.0f} s: giving up; the end "
+            f"of {child.log_path}:\n{child.log_tail()}")
+        self.child = child
+
+
+class Supervisor:
+    """Starts children, restarts those that exit, stops them all newest first.
+
+    Call :meth:`poll` regularly (the stack does, twice a second): it notices exits,
+    schedules and performs restarts, and raises :class:`GaveUp` for a child that keeps
+    failing. Stopping: SIGTERM, then SIGKILL after a grace.
+    """
+
+    def __init__(self, grace_s: float = 15.0, policy: RestartPolicy | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.children: list[Child] = []
         self.grace_s = grace_s
+        self.policy = policy or RestartPolicy()
+        self._clock = clock
+
+    def poll(self) -> list[str]:
+        """Handle exited children; returns one line per event (exit noticed, restart done)."""
+        events = []
+        now = self._clock()
+        for child in self.children:
+            if child.restart_at is None:
+                code = child.exit_code
+                if code is None:
+                    continue
+                child.last_exit = code
+                # What the child started in its session (e.g. Spark's JVM) goes with it.
+                child.kill_group()
+                recent = [t for t in child.restarts if now - t < self.policy.window_s]
+                if len(recent) >= self.policy.max_restarts:
+                    raise GaveUp(child, self.policy)
+                delay = self.policy.delay(len(recent))
+                child.restart_at = now + delay
+                events.append(f"{child.name} exited with code {code}; restarting it in "
+                              f"{delay:.0f} s (restart {len(recent) + 1} of at most "
+                              f"{self.policy.max_restarts} in {self.policy.window_s / 60:.0f} min)")
+            elif now >= child.restart_at:
+                child.restart_at = None
+                child.restarts.append(now)
+                child.start()
+                events.append(f"{child.name} restarted (pid "
+                              f"{child.process.pid if child.process else '?'})")
+        for event in events:
+            log.warning("%s", event)
+        return events
+
+    def states(self) -> list[dict[str, object]]:
+        """Each child's state for health reports: name, running or restarting, restarts."""
+        return [{"name": c.name,
+                 "state": "restarting" if c.restart_at is not None or c.exit_code is not None
+                 else "running",
+                 "restarts": len(c.restarts), "last_exit": c.last_exit,
+                 "pid": c.process.pid if c.process else None}
+                for c in self.children]
 
     def start(self, child: Child) -> Child:
         child.start()
@@ -112,39 +201,49 @@ class Supervisor:
                  child.process.pid if child.process else "?", child.log_path)
         return child
 
-    def failed(self) -> Child | None:
-        """The first child that has exited, if any (the stack treats any exit as a failure)."""
-        for child in self.children:
-            if child.exit_code is not None:
-                return child
-        return None
-
     def stop_all(self) -> None:
+        """Stop every child: first the stages, newest first, then the services they use
+        (children started with ``service=True``, e.g. the broker: a stopping Spark job still
+        writes its last batch's results to Kafka)."""
         import psutil
 
-        own = {p.pid for p in psutil.Process().children()}  # e.g. the embedded broker, kept
-        for child in reversed(self.children):
-            child.signal_leader(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_s
-        for child in reversed(self.children):
-            if child.process is None:
-                continue
-            try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s: killing it", child.name, self.grace_s)
-            # Kill whatever is left in the group (e.g. Spark's JVM and Python workers).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.process.pid, signal.SIGKILL)
-            child.process.wait()
+        own = {p.pid for p in psutil.Process().children()}  # processes not started as children
+        own -= {c.process.pid for c in self.children if c.process is not None}
+        for child in self.children:
+            child.restart_at = None  # no restart while stopping
+        stages = [c for c in reversed(self.children) if not c.service]
+        services = [c for c in reversed(self.children) if c.service]
+        for group in (stages, services):
+            for child in group:
+                child.signal_leader(signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            for child in group:
+                if child.process is None:
+                    continue
+                try:
+                    child.process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop within %.0f s: killing it", child.name,
+                                self.grace_s)
+                # Kill whatever is left in the group (e.g. Spark's JVM and Python workers).
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
         self.stop_adopted(own)
 
     def stop_adopted(self, own: set[int], grace_s: float = 5.0) -> None:
         """Stop descendants that outlived their parents and were adopted (see
-        :func:`become_subreaper`): every process below this one but those in ``own``."""
+        :func:`become_subreaper`): this process's direct children other than those in
+        ``own`` (orphans are re-parented to it), with everything below them. Descendants
+        of ``own`` (e.g. a browser a test started) are not touched."""
         import psutil
 
-        adopted = [p for p in psutil.Process().children(recursive=True) if p.pid not in own]
+        orphans = [p for p in psutil.Process().children() if p.pid not in own and _running(p)]
+        adopted = []
+        for orphan in orphans:
+            adopted.append(orphan)
+            with contextlib.suppress(psutil.Error):
+                adopted.extend(p for p in orphan.children(recursive=True) if _running(p))
         if not adopted:
             return
         for proc in adopted:
@@ -152,8 +251,22 @@ class Supervisor:
                 proc.terminate()
         _, alive = psutil.wait_procs(adopted, timeout=grace_s)
         for proc in alive:
-            log.warning("pid %d (%s) did not stop within %.0f s: killing it", proc.pid,
-                        " ".join(proc.cmdline()[:3]) if proc.is_running() else "?", grace_s)
+            try:
+                name = " ".join(proc.cmdline()[:3])
+            except psutil.Error:
+                name = "?"
+            log.warning("pid %d (%s) did not stop within %.0f s: killing it", proc.pid, name,
+                        grace_s)
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(alive, timeout=grace_s)
+
+
+def _running(proc: object) -> bool:
+    """True for a live process; False for one gone or a zombie (dead, its parent not told)."""
+    import psutil
+
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)  # type: ignore[attr-defined]
+    except psutil.Error:
+        return False

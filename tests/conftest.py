@@ -20,9 +20,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The embedded broker on a free port, with the kit's topics; its log is printed on failure."""
-    log_path = tmp_path_factory.mktemp("broker") / "broker.log"
-    embedded = EmbeddedBroker(port=0, log_path=log_path)
+    """The embedded Kafka broker on free ports, with the kit's topics, for the whole session."""
+    folder = tmp_path_factory.mktemp("broker")
+    embedded = EmbeddedBroker(folder / "kafka", port=0, log_path=folder / "broker.log")
     embedded.start()
     try:
         yield embedded

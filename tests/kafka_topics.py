@@ -21,7 +21,7 @@ def _ends(bootstrap: str, topic: str) -> dict[tuple[str, int], tuple[int, int]]:
 
 
 def records_in(bootstrap: str, topic: str) -> int:
-    """How many records ``topic`` holds (from its offsets, correct on Tansu too)."""
+    """How many records ``topic`` holds (from its offsets)."""
     return sum(end - low for low, end in _ends(bootstrap, topic).values())
 
 
@@ -42,6 +42,25 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[dict
                 out.append({"partition": msg.partition(), "offset": msg.offset(),
                             "key": key.decode() if key is not None else None,
                             "value": json.loads(msg.value() or b"")})
+    finally:
+        reader.close()
+    return out
+
+
+def raw_values(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[bytes]:
+    """Every record value of ``topic`` as bytes (JSON or not), read until the end offsets."""
+    ends = _ends(bootstrap, topic)
+    expected = sum(end - low for low, end in ends.values())
+    reader = kafka.consumer(bootstrap)
+    reader.assign([TopicPartition(t, p, low) for (t, p), (low, _) in sorted(ends.items())])
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected:
+            assert time.monotonic() < deadline, f"read {len(out)} of {expected} records of {topic}"
+            for msg in reader.consume(num_messages=10_000, timeout=0.2):
+                assert msg.error() is None, msg.error()
+                out.append(msg.value() or b"")
     finally:
         reader.close()
     return out

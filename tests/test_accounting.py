@@ -44,7 +44,7 @@ def publish_numbers(bootstrap: str, count: int, first_second: float, seed: int) 
 
 
 def test_published_equals_stored_plus_late_plus_malformed(spark: Any, tmp_path: Path) -> None:
-    with EmbeddedBroker(port=0, log_path=tmp_path / "broker.log") as broker:
+    with EmbeddedBroker(tmp_path / "kafka", port=0, log_path=tmp_path / "broker.log") as broker:
         cfg = settings.load(environ={"DATA_DIR": str(tmp_path), "SHUFFLE_PARTITIONS": "2",
                                      "WATERMARK_SECONDS": "5", "WINDOW_SECONDS": "10"})
         ctx = JobContext(spark, cfg, broker.bootstrap, sink="disk", starting_offsets="earliest",

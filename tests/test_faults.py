@@ -47,7 +47,7 @@ T0 = dt.datetime(2026, 11, 22, 8, 0, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A broker of this test's own: its topics hold only what the test puts there."""
-    with EmbeddedBroker(port=0, log_path=tmp_path / "broker.log") as broker:
+    with EmbeddedBroker(tmp_path / "kafka", port=0, log_path=tmp_path / "broker.log") as broker:
         yield broker
 
 

@@ -110,3 +110,117 @@ def test_the_live_sources_start_with_the_first_query_and_the_ingest_once_all_hav
     assert out.index("started input (pid") < out.index("started ingest (pid"), out
     assert out.index("Spark: first query (vmstat_tumbling@disk) started after") \
         < out.index("streaming queries started after"), out
+
+
+# Last in this file, so last of the tests on the running stack (conftest sorts them last):
+# it kills every stage once.
+def test_each_stage_killed_comes_back_by_itself_and_the_books_still_balance(
+    running_stack: Any,
+) -> None:
+    import json
+    import signal
+    import urllib.request
+
+    import psutil
+
+    def status() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"{running_stack.url}/api/status", timeout=2) as r:
+                return dict(json.loads(r.read()))
+        except OSError:
+            return None  # the display server itself may be the stage being restarted
+
+    def stage(name: str) -> dict[str, Any] | None:
+        s = status()
+        return next((x for x in (s or {}).get("stages", []) if x["name"] == name), None)
+
+    def process_of(marker: list[str]) -> Any:
+        """The stack's descendant whose command line contains ``marker`` in order."""
+        for proc in psutil.Process(running_stack.process.pid).children(recursive=True):
+            try:
+                cmd = proc.cmdline()
+            except psutil.Error:
+                continue
+            if any(cmd[i:i + len(marker)] == marker for i in range(len(cmd))):
+                return proc
+        return None
+
+    import time
+
+    eventually(lambda: stage("kafka"), 60, "the stages' report on the index")
+    first_kill_us = int(time.time() * 1e6)
+    # (stage as the supervisor names it, the process to kill): for Spark its JVM, the heavy
+    # part an out-of-memory killer would pick; its Python driver then fails and is restarted.
+    victims = [("kafka", ["kafka.Kafka"]),
+               ("processing", ["org.apache.spark.deploy.SparkSubmit"]),
+               ("input", ["-m", "input"]),
+               ("display", ["-m", "display"])]
+    for name, marker in victims:
+        before = stage(name) or {}
+        victim = process_of(marker)
+        assert victim is not None, f"no process of {name}"
+        victim.send_signal(signal.SIGKILL)
+        if name == "kafka":
+            # The index shows the outage while it lasts.
+            outage = eventually(lambda: (status() or {}).get("feed_error"), 30,
+                                "the index showing Kafka's outage", interval_s=0.1)
+            assert "unreachable" in outage, outage
+
+        def back(name: str = name, before: dict[str, Any] = before) -> dict[str, Any] | None:
+            now = stage(name)
+            return now if now and now["state"] == "running" \
+                and now["restarts"] > before.get("restarts", 0) else None
+
+        after = eventually(back, 120, f"{name} restarted by the stack", interval_s=0.5)
+        assert after["pid"] != before.get("pid"), (before, after)
+        eventually(lambda m=marker: process_of(m), 120, f"a new {name} process")
+
+    assert "stopped" not in running_stack.output()  # one failure each: the stack keeps going
+    eventually(lambda: (status() or {}).get("feed_error", "x") is None, 60,
+               "the Kafka feed following again")
+
+    # Afterwards nothing is lost or counted twice: every host-metric record in Kafka is
+    # counted once in the stored window it belongs to (windows closed 30 s of event time ago).
+    import contextlib
+    import sqlite3
+    from collections import Counter
+
+    from common import records, topics
+    from common.records import VmstatSample
+    from common.waiting import DeadlineExceeded
+    from tests.kafka_topics import raw_values
+
+    Windows = Counter[tuple[str, int]]
+
+    def windows() -> tuple[Windows, Windows]:
+        """(records in Kafka, records counted in the store) per (host, window start)."""
+        produced: Windows = Counter()
+        newest = 0
+        for value in raw_values(running_stack.bootstrap, topics.VMSTAT.name):
+            try:  # what the job accepts; the flood test's garbage is counted as malformed
+                sample = records.from_json(VmstatSample, json.loads(value))
+            except (ValueError, TypeError):
+                continue
+            micros = int(sample.event_time.timestamp() * 1e6)
+            newest = max(newest, micros)
+            produced[(sample.host, micros - micros % 10_000_000)] += 1
+        closed = newest - 30_000_000
+        produced = Counter({k: n for k, n in produced.items() if k[1] + 10_000_000 <= closed})
+        starts = {start for _, start in produced}
+        with contextlib.closing(sqlite3.connect(running_stack.data_dir / "store.sqlite3")) as db:
+            rows = db.execute("SELECT key, window_start, payload FROM results "
+                              "WHERE stream = 'vmstat_tumbling'").fetchall()
+        stored: Windows = Counter({(key, int(start)): int(json.loads(payload)["count"])
+                                   for key, start, payload in rows if int(start) in starts})
+        return produced, stored
+
+    try:
+        produced, stored = eventually(
+            lambda: (w := windows())[0] == w[1] and max((s for _, s in w[0]), default=0) > first_kill_us and w,
+            180, "every record counted once in its window, up to after the kills", interval_s=2)
+    except DeadlineExceeded:
+        produced, stored = windows()
+        raise AssertionError(f"Kafka minus store: {produced - stored}; store minus Kafka: "
+                             f"{stored - produced}") from None
+    assert len(produced) >= 3, produced  # windows from before, during and after the kills
+    assert sum(produced.values()) == sum(stored.values())

@@ -13,13 +13,6 @@ def test_the_broker_part_says_cpu_and_uptime() -> None:
     assert broker_health(0.14, 8 * 60 + 10) == "broker 14% CPU, up 8 min"
 
 
-def test_a_busy_broker_gets_a_hint() -> None:
-    line = broker_health(0.62, 3600)
-    assert line.startswith("broker 62% CPU, up 60 min")
-    assert "restart to empty it" in line
-    assert "restart" not in broker_health(0.49, 3600)
-
-
 def test_the_meter_measures_a_process_between_reads() -> None:
     meter = BrokerMeter(os.getpid())
     before = psutil.Process().cpu_times()

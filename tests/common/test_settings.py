@@ -60,3 +60,22 @@ def test_help_names_each_environment_variable() -> None:
 def test_password_is_redacted() -> None:
     s = settings.load(environ={"CASSANDRA_PASSWORD": "hunter2"})
     assert "hunter2" not in repr(s.redacted())
+
+
+def test_repeated_client_log_lines_pass_once_per_interval() -> None:
+    import logging
+
+    from common.logs import RepeatFilter
+
+    now = [0.0]
+    only_once = RepeatFilter(every_s=30, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", logging.ERROR, "", 0, msg, None, None)
+
+    refused = "Connect to ipv4#127.0.0.1:{} failed: Connection refused (after {}ms)"
+    assert only_once.filter(record(refused.format(36811, 0)))
+    assert not only_once.filter(record(refused.format(36811, 3)))  # same but for numbers
+    assert only_once.filter(record("another message"))
+    now[0] = 31.0
+    assert only_once.filter(record(refused.format(36811, 1)))

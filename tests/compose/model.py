@@ -1,6 +1,7 @@
 """Read the compose stack without Docker: docker-compose.yml, the Dockerfiles, the lock, the code.
 
-Everything here is static: YAML, Dockerfile text, ``requirements.lock``, the installed
+Everything here is static: YAML, Dockerfile text, ``requirements.lock``, ``queue/pom.xml`` (the
+JVM engines' versions) and ``queue/server.properties`` (the broker's settings), the installed
 distributions' metadata (the test environment is installed from the same lock) and the kit's
 source code (imports followed with ``ast``, never executed).
 """
@@ -12,6 +13,7 @@ import functools
 import re
 import shlex
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,6 +25,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 LOCK_FILE = ROOT / "requirements.lock"
+POM_FILE = ROOT / "queue" / "pom.xml"
+SERVER_PROPERTIES = ROOT / "queue" / "server.properties"
+POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 FIRST_PARTY = ("common", "input", "processing", "storage", "display", "stack")
 
 
@@ -156,6 +161,26 @@ class Stage:
     def args(self, keyword: str) -> list[str]:
         return [rest for kw, rest in self.instructions if kw == keyword]
 
+    def env(self) -> dict[str, str]:
+        """The variables the stage's ``ENV`` instructions set (``ENV A=1 B=2`` form)."""
+        found: dict[str, str] = {}
+        for rest in self.args("ENV"):
+            for word in shlex.split(rest):
+                key, sep, value = word.partition("=")
+                assert sep, f"ENV {rest!r}: use the KEY=value form"
+                found[key] = value
+        return found
+
+    def copies(self) -> list[tuple[str | None, list[str], str]]:
+        """(``--from`` stage or None for the build context, sources, destination) per COPY."""
+        result = []
+        for rest in self.args("COPY"):
+            words = rest.split()
+            source = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
+            paths = [w for w in words if not w.startswith("--")]
+            result.append((source, paths[:-1], paths[-1]))
+        return result
+
 
 @dataclass
 class Dockerfile:
@@ -234,6 +259,74 @@ def excluded_by(image: Dockerfile) -> re.Pattern[str]:
     exclude = image.arg_default("EXCLUDE", stage)
     assert exclude, f"{image.path}: the venv stage has no ARG EXCLUDE"
     return re.compile(rf"^({exclude})==", re.IGNORECASE)
+
+
+# -- queue/pom.xml and queue/server.properties: the JVM engines
+
+
+@functools.cache
+def pom_properties() -> dict[str, str]:
+    """``<properties>`` of queue/pom.xml (kafka.version, spark.version, jars.dir, ...)."""
+    root = ET.parse(POM_FILE).getroot()
+    props = root.find("m:properties", POM_NS)
+    assert props is not None, "queue/pom.xml has no <properties>"
+    return {child.tag.split("}", 1)[1]: (child.text or "").strip() for child in props}
+
+
+@dataclass(frozen=True)
+class PomExecution:
+    id: str
+    goals: tuple[str, ...]
+    output_directory: str
+    artifacts: tuple[tuple[str, str, str], ...]  # (groupId, artifactId, version as written)
+
+
+def pom_execution(execution_id: str) -> PomExecution:
+    """An execution of queue/pom.xml's maven-dependency-plugin (``mvn dependency:GOAL@ID``)."""
+    root = ET.parse(POM_FILE).getroot()
+    for plugin in root.iterfind("m:build/m:plugins/m:plugin", POM_NS):
+        if plugin.findtext("m:artifactId", "", POM_NS) != "maven-dependency-plugin":
+            continue
+        for execution in plugin.iterfind("m:executions/m:execution", POM_NS):
+            if execution.findtext("m:id", "", POM_NS) != execution_id:
+                continue
+            config = execution.find("m:configuration", POM_NS)
+            assert config is not None, f"queue/pom.xml: execution {execution_id} has no configuration"
+            items = tuple(
+                (item.findtext("m:groupId", "", POM_NS), item.findtext("m:artifactId", "", POM_NS),
+                 item.findtext("m:version", "", POM_NS))
+                for item in config.iterfind("m:artifactItems/m:artifactItem", POM_NS))
+            goals = tuple(g.text or "" for g in execution.iterfind("m:goals/m:goal", POM_NS))
+            return PomExecution(execution_id, goals,
+                                config.findtext("m:outputDirectory", "", POM_NS), items)
+    raise AssertionError(f"queue/pom.xml has no maven-dependency-plugin execution {execution_id!r}")
+
+
+def interpolate(value: str, properties: dict[str, str]) -> str:
+    """``${name}`` references of a POM value replaced by the properties given."""
+    return re.sub(r"\$\{([\w.-]+)\}", lambda m: properties.get(m.group(1), m.group(0)), value)
+
+
+@functools.cache
+def server_properties() -> dict[str, str]:
+    """queue/server.properties, the embedded broker's settings (``key=value`` lines)."""
+    result = {}
+    for line in SERVER_PROPERTIES.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"queue/server.properties: {line!r} is not key=value"
+        result[key.strip()] = value.strip()
+    return result
+
+
+def kafka_env_name(prop: str) -> str:
+    """The apache/kafka image's variable for a broker property: ``log.segment.bytes`` ->
+    ``KAFKA_LOG_SEGMENT_BYTES`` (dots become underscores; the image escapes a property's own
+    ``_`` and ``-`` differently, so only names without them are mapped here)."""
+    assert re.fullmatch(r"[a-z0-9.]+", prop), f"{prop}: teach kafka_env_name about _ and -"
+    return "KAFKA_" + prop.upper().replace(".", "_")
 
 
 # -- requirements.lock and installed metadata

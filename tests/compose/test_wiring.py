@@ -25,6 +25,10 @@ KIT = model.kit_services()
 NOT_SETTINGS = {
     "SPARK_LOCAL_IP": "Spark's own: the driver binds to loopback (local mode needs no network)",
 }
+#: Variables the kit's images set (Dockerfile ENV) that are not kit settings: the interpreter's
+#: and Spark's own.
+IMAGE_NOT_SETTINGS = {"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+                      "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "SPARK_CONF_DIR"}
 SECRETS = ("CASSANDRA_USERNAME", "CASSANDRA_PASSWORD")
 
 
@@ -93,6 +97,14 @@ def test_every_variable_is_a_kit_setting_and_parses(name: str) -> None:
     settings_module.load(environ=env)  # raises SettingsError naming the bad value
 
 
+@pytest.mark.parametrize("path", sorted(model.kit_dockerfiles()))
+def test_every_variable_an_image_sets_is_a_kit_setting_or_a_tools_own(path: str) -> None:
+    env = model.kit_dockerfiles()[path].final.env()
+    unknown = set(env) - _setting_names() - IMAGE_NOT_SETTINGS
+    assert not unknown, f"{path}: ENV names what is not a setting of common/settings.py: {sorted(unknown)}"
+    settings_module.load(environ={k: v for k, v in env.items() if k in _setting_names()})
+
+
 def test_kafka_users_get_the_brokers_internal_listener() -> None:
     host, port = model.kafka_listeners("ADVERTISED_LISTENERS")["PLAINTEXT"]
     assert host == "kafka" and model.kafka_listeners("LISTENERS")["PLAINTEXT"][1] == port
@@ -135,14 +147,12 @@ def test_storage_users_reach_cassandra() -> None:
         assert settings.cassandra_local_dc == "datacenter1"  # the DC of a SimpleSnitch node
 
 
-def test_spark_jobs_use_the_jvm_connector_and_flags_agree_with_settings() -> None:
+def test_spark_submit_flags_agree_with_settings() -> None:
     spark_services = {n: s for n, s in KIT.items() if model.command(s)[0] == "spark-submit"}
     assert "processing" in spark_services
     for name, service in spark_services.items():
         args = model.command(service)
         settings = settings_module.load(environ=model.environment(service))
-        assert settings.kafka_source == "jvm", f"{name}: KAFKA_SOURCE=jvm fails fast if the " \
-                                               "connector is missing instead of falling back"
         assert model.option(args, "--master") == settings.spark_master, name
         assert model.option(args, "--driver-memory") == settings.spark_driver_memory, name
         cores = re.fullmatch(r"local\[(\d+)\]", settings.spark_master)
@@ -150,7 +160,6 @@ def test_spark_jobs_use_the_jvm_connector_and_flags_agree_with_settings() -> Non
         # os.cpu_count() in a container is the host's: the default would not match the limit.
         assert "SHUFFLE_PARTITIONS" in model.environment(service), name
         assert settings.shuffle_partitions <= int(cores.group(1)), name
-        assert "--packages" not in args, f"{name}: the connector is baked into the image"
 
 
 def test_streaming_and_batch_jobs_are_all_run_by_the_stack() -> None:

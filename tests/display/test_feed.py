@@ -29,7 +29,7 @@ def sample(host: str) -> dict[str, Any]:
 def bootstrap(tmp_path: Path) -> Iterator[str]:
     """A broker of its own: this test writes the kit's ``vmstat`` topic with current event
     times, which would move the watermark of every job test reading the shared broker's."""
-    broker = EmbeddedBroker(port=0, log_path=tmp_path / "broker.log")
+    broker = EmbeddedBroker(tmp_path / "kafka", port=0, log_path=tmp_path / "broker.log")
     try:
         yield broker.start()
     finally:

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from common.records import AccessRecord, CaseReport, RandomNumber
 from processing import case_reports, census_stats, nginx_traffic, pipeline, random_stats
-from processing.kafka_source import KAFKA_SCHEMA
+from processing.spark import KAFKA_SCHEMA
 from storage.base import ResultRow
 
 pytestmark = pytest.mark.spark

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from common import kafka, settings, topics
 from common.records import VmstatSample
 from processing import pipeline
-from processing.kafka_source import KAFKA_SCHEMA
+from processing.spark import KAFKA_SCHEMA
 from processing.vmstat_windows import windowed_stats
 
 pytestmark = pytest.mark.spark

@@ -81,6 +81,24 @@
     Kit.setText("sum-clients", String(status.clients));
   }
 
+  /* The stack's stages (restarts) and a Kafka outage: a banner while something is down. */
+  function renderStages(status) {
+    const stages = status.stages || [];
+    const down = stages.filter((s) => s.state !== "running");
+    const restarts = d3.sum(stages, (s) => s.restarts || 0);
+    Kit.setText("sum-stages", stages.length ? `${stages.length - down.length} / ${stages.length}` : "–");
+    Kit.setText("sum-stages-sub", stages.length
+      ? `${restarts} restart${restarts === 1 ? "" : "s"}` + (restarts ? ": " + stages.filter((s) => s.restarts).map((s) => `${s.name} ${s.restarts}`).join(", ") : "")
+      : "reported by python -m stack");
+    document.getElementById("tile-stages").className = "stat " + (down.length ? "bad" : restarts ? "warn" : stages.length ? "good" : "");
+    const problems = [];
+    if (status.feed_error) problems.push(`Kafka: ${status.feed_error}`);
+    for (const s of down) problems.push(`${s.name} is down (exit code ${s.last_exit}); the stack restarts it`);
+    const banner = document.getElementById("outage");
+    banner.textContent = problems.join(" · ");
+    banner.hidden = !problems.length;
+  }
+
   const ms = (s) => (s == null ? "–" : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
   const STAGES = ["source→Kafka", "Kafka→Spark", "Spark→store", "store→server", "Kafka→server", "source→server"];
 
@@ -117,7 +135,7 @@
 
   Kit.connect("/status", {
     status: (status) => {
-      renderSummary(status); renderDemos(status); renderQueries(status); renderSources(status);
+      renderSummary(status); renderStages(status); renderDemos(status); renderQueries(status); renderSources(status);
       renderLatency(status); renderAccounting(status);
     },
   });

@@ -1,14 +1,14 @@
-"""The Kafka source under a real Spark session against the real embedded broker."""
+"""processing.spark.read_kafka (Spark's Kafka connector) in a real Spark session against the real broker."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.utils import AnalysisException
 
 from common import kafka
 from common.settings import Settings
@@ -104,7 +104,9 @@ def test_max_offsets_per_trigger_bounds_each_batch(
     query.awaitTermination(120)
     assert query.exception() is None
     sizes = [len(rows) for _, rows in sorted(collector.batches.items())]
-    assert sizes == [300, 300, 300, 100]
+    # The connector shares the limit among partitions by their backlog, rounding per partition.
+    assert sum(sizes) == 1000 and len(sizes) == 4, sizes
+    assert max(sizes) <= 300 + 3, sizes
     assert len({(r["partition"], r["offset"]) for r in collector.rows()}) == 1000
 
 
@@ -126,7 +128,8 @@ def test_a_crashed_query_resumes_from_its_checkpoint_exactly_once(
     second.awaitTermination(120)
     assert second.exception() is None
     rows = collector.rows()
-    assert sorted(collector.batches) == [0, 1, 2, 3, 4]
+    assert sorted(collector.batches) == list(range(len(collector.batches)))  # batch 2 replayed
+    assert len(collector.batches) >= 5  # at most ~400 rows a batch (rounded per partition)
     assert len(rows) == 2000
     assert len({(r["partition"], r["offset"]) for r in rows}) == 2000
 
@@ -182,51 +185,29 @@ def test_starting_offsets_latest_skips_old_records(
     assert values == list(range(1000, 1030))
 
 
-def test_a_topic_created_while_the_query_runs_is_read_from_its_start(
-    spark: SparkSession, test_settings: Settings, bootstrap: str,
-    new_topic: Callable[[int], str], checkpoint: str,
+def test_bad_starting_offsets_fail_the_query_naming_the_value(
+    spark: SparkSession, bootstrap: str, new_topic: Callable[[int], str], checkpoint: str
 ) -> None:
-    existing = new_topic(1)
-    later = f"{existing}-later"
-    df = read_kafka(spark, test_settings, [existing, later], bootstrap, starting_offsets="latest")
-    collector = Collector()
-    query = start(df, collector, checkpoint, processingTime="0 seconds")
-    try:
-        eventually(lambda: query.lastProgress, 60, "the first progress report",
-                   check=lambda: _raise(query.exception()))
-        from common.topics import Topic
-
-        kafka.create_topics(bootstrap, [Topic(later, later, 2)])
-        produce(bootstrap, later, 40, partitions=2)
-        eventually(lambda: len(collector.rows()) >= 40, 60, "records of the new topic",
-                   check=lambda: _raise(query.exception()))
-    finally:
-        query.stop()
-        kafka.delete_topics(bootstrap, [later])
-    rows = collector.rows()
-    assert sorted(json.loads(r["value"])["i"] for r in rows) == list(range(40))
-    assert {r["partition"] for r in rows} == {0, 1}
-
-
-def test_a_bad_option_fails_at_query_start_naming_it(
-    spark: SparkSession, bootstrap: str, new_topic: Callable[[int], str]
-) -> None:
-    from processing.spark import kafka_format
-
     topic = new_topic(1)
-    for option, value in [("maxOffsetsPerTrigger", "lots"), ("startingOffsets", "tomorrow"),
-                          ("noSuchOption", "1")]:
-        with pytest.raises(AnalysisException, match=option.lower()
-                           if option == "noSuchOption" else option):
-            (spark.readStream.format(kafka_format(spark, _settings_python()))
-             .option("kafka.bootstrap.servers", bootstrap).option("subscribe", topic)
-             .option(option, value).load())
+    with pytest.raises(Exception, match="got tomorrow"):
+        query = (spark.readStream.format("kafka")
+                 .option("kafka.bootstrap.servers", bootstrap).option("subscribe", topic)
+                 .option("startingOffsets", "tomorrow").load()
+                 .writeStream.format("noop").option("checkpointLocation", checkpoint).start())
+        try:
+            query.awaitTermination(60)
+        finally:
+            query.stop()
 
 
-def _settings_python() -> Settings:
+def test_without_the_connector_jars_the_session_refuses_to_start(tmp_path: Path) -> None:
+    """A clear error naming `make setup`, before a JVM starts, when jars/spark/ is empty."""
     from common.settings import load
+    from processing.spark import ConnectorMissing, session
 
-    return load(environ={"KAFKA_SOURCE": "python"})
+    settings = load(environ={"JARS_DIR": str(tmp_path), "DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConnectorMissing, match="make setup"):
+        session(settings, "no-jars")
 
 
 def _raise(error: BaseException | None) -> None:
