@@ -16,14 +16,13 @@ import dataclasses
 import datetime as dt
 import functools
 import importlib
-import itertools
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,7 @@ from processing import pipeline
 from processing.panes import StoreRange
 
 __all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "QuerySupervisor", "run_batch_job",
-           "run_job", "run_jobs", "staggered_interval"]
+           "run_job", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +47,6 @@ STREAMING_JOBS: tuple[str, ...] = (
 #: queries at 1 s on 2 cores made every batch wait 10 s for a task slot, measured in CI;
 #: at 5 s the host-metrics batches took 6.6 s, at 10 s 0.75 s: README, Benchmarks).
 FAST_TRIGGER_JOBS: tuple[str, ...] = ("vmstat_windows",)
-#: Each query on OTHER_TRIGGER_SECONDS runs at that interval times the next of these (see
-#: staggered_interval).
-STAGGER = (0.8, 0.9, 1.1, 1.2, 0.7, 1.3)
 #: Batch jobs ``python -m processing`` runs once after the streaming queries started.
 BATCH_JOBS: tuple[str, ...] = ("census_stats",)
 
@@ -67,19 +63,6 @@ STOP_BETWEEN_BATCHES_S = 5.0
 #: new Python process a fixed 10 s to connect back (``PythonWorkerFactory``). They are
 #: retried with the same backoff but never end the application.
 TRANSIENT_FAILURES = ("Python worker failed to connect back",)
-
-
-def staggered_interval(every_s: float, index: int) -> float:
-    """The trigger interval of the ``index``-th query started on the shared interval ``every_s``.
-
-    Spark starts a processing-time micro-batch at every multiple of its interval since the
-    epoch, whenever the query started; so the four queries on OTHER_TRIGGER_SECONDS started
-    their batches at the same instants, every 10 s (and the archive's, every 30 s, with
-    them), and the 1 s host-metrics batch that met them took 1.6-3.3 s instead of 0.6. At
-    8, 9, 11 and 12 s they meet in twos a few times a minute and all four every 792 s; the
-    average interval stays ``every_s``.
-    """
-    return round(every_s * STAGGER[index % len(STAGGER)], 3)
 
 
 StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
@@ -105,8 +88,6 @@ class JobContext:
     #: How to start each query again, by query name (shared by the contexts of all jobs).
     launchers: dict[str, LaunchFn] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
-    #: How many queries have started on this (shared) interval: see staggered_interval.
-    _staggered: Iterator[int] = field(default_factory=itertools.count)
 
     def read(self, role: str) -> DataFrame:
         """The Kafka records of the topic with this role in ``queue/topics.toml``."""
@@ -159,11 +140,9 @@ class JobContext:
               writer: Callable[[DataFrame, int], None], output_mode: str = "update",
               trigger_seconds: float | None = None) -> StreamingQuery:
         """Start ``df`` into ``writer`` as query ``<stream>@<store>``, triggered every
-        ``trigger_seconds`` (default: this job's interval, staggered: staggered_interval)."""
+        ``trigger_seconds`` (default: this job's interval)."""
         name = f"{stream}@{store}"
         every = self.trigger_seconds if trigger_seconds is None else trigger_seconds
-        if trigger_seconds is None and every:  # the job's interval, shared with other jobs
-            every = staggered_interval(every, next(self._staggered))
         if isinstance(writer, pipeline.ResultWriter):
             writer.query = name  # results messages say which query wrote them, for the ledger
         return self.launch(lambda: pipeline.start_query(

@@ -426,12 +426,12 @@ def wait_for_first_batch(query: StreamingQuery, timeout_s: float = FIRST_BATCH_T
     """Wait until ``query`` has processed a micro-batch with input rows (or stopped).
 
     A query's first batch with data is its slowest (Spark generates and compiles the
-    code of its plan; the JIT is cold): 8-10 s alone on 2 cores, 20 s while the
-    next queries start their Python readers beside it. The embedded stack starts its
-    sources once the first query has started and waits here before starting the
-    others: the first windows reach a page after 26 s instead of 35 (sources as early,
-    no wait) or 48 (sources after every query; README, Benchmarks). Returns False after
-    ``timeout_s`` (no data yet: e.g. its source is not running); the caller goes on.
+    code of its plan; the JIT is cold). The embedded stack starts its sources once the
+    first query has started and waits here before starting the others. Measured with
+    Apache Kafka and Spark's connector (2026-12-06, 2 cores, `bench/e2e_latency.py`): the
+    first windows reach a page 19-25 s after `make run` with this wait (four runs) and
+    30-33 s without it (two runs), so it stays. Returns False after ``timeout_s`` (no data
+    yet: e.g. its source is not running); the caller goes on.
     """
     def done() -> bool:
         return not query.isActive or any(

@@ -207,10 +207,6 @@ def child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYTHONUNBUFFERED": "1",
     })
-    # glibc gives each thread that mallocs its own arena (up to 8 per core), and
-    # each arena keeps its freed pages: the JVM runs about 300 threads, librdkafka a
-    # few per client. Two arenas: see README, "Memory".
-    env.setdefault("MALLOC_ARENA_MAX", "2")
     # Flags given to `python -m stack` reach the children as environment variables.
     for name, value in settings.redacted().items():
         if name == "cassandra_password":

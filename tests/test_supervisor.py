@@ -53,17 +53,6 @@ def test_stop_all_stops_a_grandchild_outside_the_childs_group(tmp_path: Path) ->
         psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
 
 
-def test_children_get_two_malloc_arenas_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from common import settings as settings_module
-    from stack.__main__ import child_env
-
-    settings = settings_module.load({})
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert child_env(settings, "127.0.0.1:9092")["MALLOC_ARENA_MAX"] == "2"
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
-    assert child_env(settings, "127.0.0.1:9092")["MALLOC_ARENA_MAX"] == "8"
-
-
 def _poll_until(supervisor: Any, wanted: Callable[[list[str]], bool], timeout_s: float = 30
                 ) -> list[str]:
     """Poll the supervisor until the events seen so far satisfy ``wanted``; returns them."""

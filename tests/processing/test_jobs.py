@@ -261,26 +261,13 @@ def test_the_host_metrics_job_is_one_query_on_the_fast_trigger(
     assert set(ctx.launchers) == set(triggers)  # each can be restarted alone
 
 
-def test_queries_on_the_shared_interval_are_staggered() -> None:
-    from processing.jobs import STAGGER, staggered_interval
-
-    intervals = [staggered_interval(10, i) for i in range(len(STAGGER))]
-    assert intervals[:4] == [8.0, 9.0, 11.0, 12.0]
-    assert len(set(intervals)) == len(intervals)  # no two meet at every batch
-    assert sum(intervals) / len(intervals) == pytest.approx(10)  # the same load on average
-    assert staggered_interval(10, len(STAGGER)) == intervals[0]
-
-
-def test_the_other_jobs_queries_start_on_staggered_intervals(
+def test_the_other_jobs_queries_run_on_other_trigger_seconds(
     spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Spark aligns processing-time batches to multiples of the interval: queries with one
-    interval would all run at once. The queries of every other job get different ones."""
     from processing import case_reports, random_stats
 
     ctx, triggers = _recorded_triggers(spark, tmp_path, monkeypatch, "10")
     random_stats.start(spark, ctx.for_job("random_stats"))
     case_reports.start(spark, ctx.for_job("case_reports"))
     assert len(triggers) == 3
-    assert len(set(triggers.values())) == 3, triggers  # three queries, three intervals
-    assert all(7 <= t <= 13 for t in triggers.values() if t is not None), triggers
+    assert set(triggers.values()) == {10.0}, triggers
