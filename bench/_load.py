@@ -95,10 +95,12 @@ def host_names(args: argparse.Namespace) -> list[str]:
 
 def run_kit(args: argparse.Namespace, report: Report) -> None:
     times: list[float] = []
+    keep = bool(args.times_out)  # not kept otherwise: a long run (bench/soak.py) would grow
 
     def clock() -> dt.datetime:
         now = utc_now()
-        times.append(now.timestamp())
+        if keep:
+            times.append(now.timestamp())
         return now
 
     sink = KafkaSink(args.bootstrap, clock=clock)

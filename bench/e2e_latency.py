@@ -28,7 +28,7 @@ median over the measured minute. The benchmark's own client is not counted.
 
 Run: ``.venv/bin/python bench/e2e_latency.py [--quick] [--only spark|baseline]``.
 Prints progress, then tables; the last line is one JSON object (``e2e_p50_s``,
-``e2e_p95_s``, ``raw_p95_ms``, ``peak_rss_mib``, ``first_update_s``, the baseline's
+``e2e_p95_s``, ``raw_p95_ms``, ``peak_rss_mib``, ``peak_pss_mib``, ``first_update_s``, the baseline's
 figures as ``baseline_*`` and ``latency_ratio_p50`` = Spark / baseline).
 """
 
@@ -319,10 +319,11 @@ def main() -> int:
         rows.append((engine, r["events"], r["e2e_p50_s"], r["e2e_p95_s"], r["e2e_p99_s"],
                      r["e2e_newest_p50_s"], r["e2e_store_p50_s"], r["raw_p50_ms"], r["raw_p95_ms"],
                      r["first_update_s"], r["peak_rss_mib"], r["steady_rss_mib"],
-                     r["steady_pss_mib"], " ".join(str(x) for x in r["load_avg"] or [])))
+                     r["peak_pss_mib"], r["steady_pss_mib"],
+                     " ".join(str(x) for x in r["load_avg"] or [])))
     print(table(["engine", "events", "p50 s", "p95 s", "p99 s", "newest p50", "stored p50",
                  "raw p50 ms", "raw p95 ms", "first update s", "peak RSS MiB", "steady RSS",
-                 "steady PSS", "load avg"], rows))
+                 "peak PSS", "steady PSS", "load avg"], rows))
     for engine, r in results.items():
         print(f"\n{engine}: where the newest event of each update spent its time (p50, s)")
         print(table(["stage", "p50 s"], list(r["stages_p50_s"].items())))
@@ -340,7 +341,8 @@ def main() -> int:
         out["make_overhead_s"] = rounded(make_s or 0.0, 2)
     if base:
         for k in ("e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "raw_p50_ms", "raw_p95_ms",
-                  "peak_rss_mib", "steady_rss_mib", "steady_pss_mib", "first_update_s", "load_avg"):
+                  "peak_rss_mib", "steady_rss_mib", "peak_pss_mib", "steady_pss_mib",
+                  "first_update_s", "load_avg"):
             out[f"baseline_{k}"] = base[k]
     if spark and base and base["e2e_p50_s"] and spark["e2e_p50_s"] is not None:
         out["latency_ratio_p50"] = round(spark["e2e_p50_s"] / base["e2e_p50_s"], 2)
@@ -350,12 +352,12 @@ def main() -> int:
         def met(value: float | None, limit: float) -> bool:
             return value is not None and value <= limit  # None: nothing measured
 
-        targets = [
-            ("e2e p50 <= 1.0 s", spark["e2e_p50_s"], met(spark["e2e_p50_s"], 1.0)),
-            ("e2e p95 <= 1.5 s", spark["e2e_p95_s"], met(spark["e2e_p95_s"], 1.5)),
-            ("raw p95 <= 50 ms", spark["raw_p95_ms"], met(spark["raw_p95_ms"], 50)),
-            ("peak RSS <= 2 GiB", spark["peak_rss_mib"], met(spark["peak_rss_mib"], 2048)),
-            ("first update <= 30 s", spark["first_update_s"], met(spark["first_update_s"], 30)),
+        targets = [  # issue #22's (2-core machines)
+            ("e2e p50 <= 0.8 s", spark["e2e_p50_s"], met(spark["e2e_p50_s"], 0.8)),
+            ("e2e p95 <= 1.2 s", spark["e2e_p95_s"], met(spark["e2e_p95_s"], 1.2)),
+            ("raw p95 <= 25 ms", spark["raw_p95_ms"], met(spark["raw_p95_ms"], 25)),
+            ("peak PSS <= 2 GiB", spark["peak_pss_mib"], met(spark["peak_pss_mib"], 2048)),
+            ("first update <= 20 s", spark["first_update_s"], met(spark["first_update_s"], 20)),
         ]
         print()
         print(table(["target", "measured", "met"], targets))
