@@ -398,13 +398,11 @@ INITIALISE_TIMEOUT_S = 120.0
 def wait_until_initialised(query: StreamingQuery, timeout_s: float = INITIALISE_TIMEOUT_S) -> None:
     """Wait until ``query`` has initialised its sources (or stopped), so queries start one by one.
 
-    A Python data source's streaming reader runs in a Python process of its own,
-    started per query while its status is "Initializing sources", and Spark gives
-    that process a fixed 10 s to connect back (``PythonWorkerFactory``, not a
-    setting in Spark 4.3). A dozen queries started at once on 2 cores start a
-    dozen interpreters at once (measured: 3 at once took 2.8 s; in CI a stack of
-    12 failed with "Python worker failed to connect back"). One at a time, each
-    takes about a second.
+    Introduced for the Python Kafka data source the kit used before Spark's own connector
+    (each query's reader was a Python process that Spark gave a fixed 10 s to connect back;
+    a dozen at once failed on 2 cores). Spark's connector initialises in the JVM, so this
+    wait now costs little and may no longer be needed: not yet measured on the new stack
+    (README, Benchmarks), so it stays until a figure says otherwise.
     """
     def initialised() -> bool:
         return not query.isActive or not str(query.status.get("message", "")).startswith(
