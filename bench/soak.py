@@ -211,13 +211,16 @@ class Sampler:
         return rss, pss, cpu, count
 
 
-def one_process(pid: int) -> tuple[int, int]:
+def one_process(pid: int) -> tuple[int, int, float]:
+    """(RSS, PSS, CPU seconds so far) of one process; zeros when it is gone."""
     import psutil
 
     with contextlib.suppress(psutil.Error):
-        full = psutil.Process(pid).memory_full_info()
-        return full.rss, full.pss
-    return 0, 0
+        proc = psutil.Process(pid)
+        full = proc.memory_full_info()
+        times = proc.cpu_times()
+        return full.rss, full.pss, times.user + times.system
+    return 0, 0, 0.0
 
 
 def total_lag(health: Health) -> tuple[int | None, dict[str, int | None]]:
@@ -234,10 +237,16 @@ def total_lag(health: Health) -> tuple[int | None, dict[str, int | None]]:
 
 
 def take_sample(t0: float, sampler: Sampler, load: Load, health: Health, counts: Counts,
-                stack: Stack, last_t: float) -> dict[str, Any]:
+                stack: Stack, last_t: float, last: dict[str, Any] | None) -> dict[str, Any]:
     now = time.monotonic()
     rss, pss, cpu, procs = sampler.memory()
-    load_rss, load_pss = one_process(load.proc.pid) if load.proc.poll() is None else (0, 0)
+    load_rss, load_pss, load_cpu = (one_process(load.proc.pid) if load.proc.poll() is None
+                                    else (0, 0, 0.0))
+    own = os.times()
+    own_cpu = own.user + own.system  # this process: the Socket.IO client, the health follower
+    elapsed = max(now - last_t, 1e-6)
+    bench_cores = (round((load_cpu - last["load_cpu_s"] + own_cpu - last["own_cpu_s"]) / elapsed, 3)
+                   if last is not None else None)
     lag, lags = total_lag(health)
     newest = counts.newest_since(time.time() - (now - last_t))
     return {
@@ -250,6 +259,7 @@ def take_sample(t0: float, sampler: Sampler, load: Load, health: Health, counts:
         "stack_cores": round(sum(cpu.values()), 3),
         "processes": procs,
         "load_rss_mib": round(load_rss / MIB, 1), "load_pss_mib": round(load_pss / MIB, 1),
+        "load_cpu_s": load_cpu, "own_cpu_s": own_cpu, "bench_cores": bench_cores,
         "lag": lag, "lags": lags,
         "kafka_disk_mib": round(disk_bytes(stack.data_dir / "kafka") / MIB, 1),
         "data_dir_mib": round(disk_bytes(stack.data_dir) / MIB, 1),
@@ -283,6 +293,7 @@ def series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]
             for k in kinds:
                 add(f"  CPU {k} (cores)", t, s["cores"].get(k, 0.0))
         add("load generator RSS (MiB, not in the stack)", t, s["load_rss_mib"])
+        add("bench CPU: client + load generator (cores, not in the stack)", t, s["bench_cores"])
         add("Spark lag, all queries (records)", t, s["lag"])
         add("broker disk, kafka/ (MiB)", t, s["kafka_disk_mib"])
         add("data directory (MiB)", t, s["data_dir_mib"])
@@ -400,14 +411,15 @@ def main() -> int:
                                            f"{load.proc.returncode}; see {ws.dir}")
                     now = time.monotonic()
                     if now >= next_at:
-                        sample = take_sample(t0, sampler, load, health, counts, stack, last_t)
+                        sample = take_sample(t0, sampler, load, health, counts, stack, last_t,
+                                             samples[-1] if samples else None)
                         last_t = now
                         samples.append(sample)
                         per_kind = ", ".join(f"{k} {v:,.0f}" for k, v in sample["pss_mib"].items())
                         say(f"{sample['t_s'] / 60:5.1f}/{args.minutes:g} min: acked "
                             f"{sample['acked']:,}; stack RSS {sample['stack_rss_mib']:,.0f} "
                             f"PSS {sample['stack_pss_mib']:,.0f} MiB ({per_kind}); CPU "
-                            f"{sample['stack_cores']:.2f} cores; lag {sample['lag']}; kafka/ "
+                            f"{sample['stack_cores']:.2f} cores (bench {sample['bench_cores']}); lag {sample['lag']}; kafka/ "
                             f"{sample['kafka_disk_mib']:,.0f} MiB; newest event p50 "
                             f"{sample['newest_p50_s']} s; updates {sample['updates']:,}")
                         next_at += args.sample
