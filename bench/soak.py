@@ -14,7 +14,14 @@ Every SAMPLE seconds (default 30) it records:
   Python workers, the driver, the display server, the sources, the supervisor), and the
   CPU they used since the last sample (cores); the benchmark's load generator apart;
 * the Spark queries' total lag (the ``lag`` of each query's latest ``query_progress``
-  message on the ``health`` topic: records in Kafka it has not read yet);
+  message on the ``health`` topic). That figure is the topic's latest offsets when the
+  batch was planned minus the batch's end offsets, so it stays 0 unless a batch is capped
+  (``MAX_OFFSETS_PER_TRIGGER``); hence also, for each topic a query accounts for
+  (``common.catalogue``'s ``Accounting``: vmstat, random, nginx, cases), the records in
+  the topic now (its end offsets) minus the records that query has read (its progress
+  totals): it includes the input of up to one trigger interval and any records written
+  before the query started, so its level means little, its growth that the query falls
+  behind;
 * the broker's disk use (blocks allocated under the workspace's ``kafka/`` directory,
   as ``du`` counts them) and the whole data directory's;
 * the age of the newest event in each ``vmstat_tumbling`` update on arrival at the
@@ -47,6 +54,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from confluent_kafka import KafkaException
+
 from bench._common import (
     Health,
     Load,
@@ -64,7 +73,7 @@ from bench._common import (
     table,
     wait_for,
 )
-from common import catalogue
+from common import catalogue, kafka, topics
 from common.records import parse_time
 
 MIB = 2**20
@@ -236,8 +245,38 @@ def total_lag(health: Health) -> tuple[int | None, dict[str, int | None]]:
     return (sum(known) if known else None), per
 
 
+class Unread:
+    """Records in each accounted topic now minus the records its query has read so far."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = kafka.consumer(bootstrap)
+        #: topic name -> the query (as on the health topic) that accounts for it
+        self.queries = {getattr(topics, s.accounting.topic.upper()).name: f"{s.accounting.query}@disk"
+                        for s in catalogue.STREAMS.values() if s.accounting is not None}
+
+    def sample(self, health: Health) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for topic_name, query in sorted(self.queries.items()):
+            try:
+                count = next(t.partitions for t in topics.ALL if t.name == topic_name)
+                ends = kafka.end_offsets(self.consumer, [(topic_name, p) for p in range(count)], 5)
+                in_topic = sum(high for _, high in ends.values())
+            except (KafkaException, StopIteration) as error:  # a figure missing, not the soak stopped
+                say(f"end offsets of {topic_name}: {error}")
+                out[topic_name] = None
+                continue
+            read = health.processed(query) if health.latest(query) else None
+            out[topic_name] = None if read is None else in_topic - read
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+
+
 def take_sample(t0: float, sampler: Sampler, load: Load, health: Health, counts: Counts,
-                stack: Stack, last_t: float, last: dict[str, Any] | None) -> dict[str, Any]:
+                stack: Stack, last_t: float, last: dict[str, Any] | None,
+                unread: Unread) -> dict[str, Any]:
     now = time.monotonic()
     rss, pss, cpu, procs = sampler.memory()
     load_rss, load_pss, load_cpu = (one_process(load.proc.pid) if load.proc.poll() is None
@@ -248,6 +287,7 @@ def take_sample(t0: float, sampler: Sampler, load: Load, health: Health, counts:
     bench_cores = (round((load_cpu - last["load_cpu_s"] + own_cpu - last["own_cpu_s"]) / elapsed, 3)
                    if last is not None else None)
     lag, lags = total_lag(health)
+    not_read = unread.sample(health)
     newest = counts.newest_since(time.time() - (now - last_t))
     return {
         "t_s": round(now - t0, 1),
@@ -260,7 +300,9 @@ def take_sample(t0: float, sampler: Sampler, load: Load, health: Health, counts:
         "processes": procs,
         "load_rss_mib": round(load_rss / MIB, 1), "load_pss_mib": round(load_pss / MIB, 1),
         "load_cpu_s": load_cpu, "own_cpu_s": own_cpu, "bench_cores": bench_cores,
-        "lag": lag, "lags": lags,
+        "lag": lag, "lags": lags, "unread": not_read,
+        "unread_total": (sum(v for v in not_read.values() if v is not None)
+                         if any(v is not None for v in not_read.values()) else None),
         "kafka_disk_mib": round(disk_bytes(stack.data_dir / "kafka") / MIB, 1),
         "data_dir_mib": round(disk_bytes(stack.data_dir) / MIB, 1),
         "newest_p50_s": round(statistics.median(newest), 3) if newest else None,
@@ -275,10 +317,12 @@ def series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]
     out: dict[str, list[tuple[float, float]]] = {}
 
     def add(name: str, t: float, value: Any) -> None:
+        points = out.setdefault(name, [])  # the rows' order: the first sample's, even if empty
         if isinstance(value, int | float):
-            out.setdefault(name, []).append((t / 3600, float(value)))
+            points.append((t / 3600, float(value)))
 
     kinds = sorted({k for s in samples for k in s["rss_mib"]})
+    unread = sorted({k for s in samples for k in s["unread"]})
     for s in samples:
         t = s["t_s"]
         add("stack RSS (MiB)", t, s["stack_rss_mib"])
@@ -288,13 +332,16 @@ def series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]
         for k in kinds:
             add(f"  PSS {k} (MiB)", t, s["pss_mib"].get(k, 0.0))
         add("stack processes", t, s["processes"])
-        if s is not samples[0]:  # the first sample's CPU counts everything since start-up
-            add("stack CPU (cores)", t, s["stack_cores"])
-            for k in kinds:
-                add(f"  CPU {k} (cores)", t, s["cores"].get(k, 0.0))
+        first = s is samples[0]  # its CPU interval is empty
+        add("stack CPU (cores)", t, None if first else s["stack_cores"])
+        for k in kinds:
+            add(f"  CPU {k} (cores)", t, None if first else s["cores"].get(k, 0.0))
         add("load generator RSS (MiB, not in the stack)", t, s["load_rss_mib"])
         add("bench CPU: client + load generator (cores, not in the stack)", t, s["bench_cores"])
-        add("Spark lag, all queries (records)", t, s["lag"])
+        add("Spark lag as reported, all queries (records)", t, s["lag"])
+        add("unread: in topic - read by its query (records)", t, s["unread_total"])
+        for name in unread:
+            add(f"  unread {name}", t, s["unread"].get(name))
         add("broker disk, kafka/ (MiB)", t, s["kafka_disk_mib"])
         add("data directory (MiB)", t, s["data_dir_mib"])
         add("newest event -> client, vmstat_tumbling p50 (s)", t, s["newest_p50_s"])
@@ -305,6 +352,8 @@ def series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]
 def figures(samples: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for name, points in series(samples).items():
+        if not points:
+            continue
         values = [v for _, v in points]
         end_t = points[-1][0]
         late = [p for p in points if p[0] >= end_t / 2]
@@ -370,6 +419,7 @@ def main() -> int:
     load: Load | None = None
     counts: Counts | None = None
     health: Health | None = None
+    unread: Unread | None = None
     produced: dict[str, Any] = {}
     first_update_s = None
     with Workspace("soak", keep=args.keep) as ws:
@@ -401,6 +451,7 @@ def main() -> int:
             load_start_wall = time.time()
             t0 = time.monotonic()
             sampler = Sampler(stack.proc.pid)
+            unread = Unread(bootstrap)
             last_t = t0
             next_at = t0
             try:
@@ -412,14 +463,15 @@ def main() -> int:
                     now = time.monotonic()
                     if now >= next_at:
                         sample = take_sample(t0, sampler, load, health, counts, stack, last_t,
-                                             samples[-1] if samples else None)
+                                             samples[-1] if samples else None, unread)
                         last_t = now
                         samples.append(sample)
                         per_kind = ", ".join(f"{k} {v:,.0f}" for k, v in sample["pss_mib"].items())
                         say(f"{sample['t_s'] / 60:5.1f}/{args.minutes:g} min: acked "
                             f"{sample['acked']:,}; stack RSS {sample['stack_rss_mib']:,.0f} "
                             f"PSS {sample['stack_pss_mib']:,.0f} MiB ({per_kind}); CPU "
-                            f"{sample['stack_cores']:.2f} cores (bench {sample['bench_cores']}); lag {sample['lag']}; kafka/ "
+                            f"{sample['stack_cores']:.2f} cores (bench {sample['bench_cores']}); lag {sample['lag']}, "
+                            f"unread {sample['unread']}; kafka/ "
                             f"{sample['kafka_disk_mib']:,.0f} MiB; newest event p50 "
                             f"{sample['newest_p50_s']} s; updates {sample['updates']:,}")
                         next_at += args.sample
@@ -439,6 +491,8 @@ def main() -> int:
                 counts.close()
             if health is not None:
                 health.close()
+            if unread is not None:
+                unread.close()
             if load is not None:
                 stop_process(load.proc, grace_s=30)
             say("stopping the stack (Ctrl-C) ...")
@@ -488,6 +542,9 @@ def main() -> int:
         "soak_rss_growth_mib_per_h_late": fig("stack RSS (MiB)", "per_hour_late"),
         "soak_lag_end": samples[-1]["lag"],
         "soak_lag_max": max((s["lag"] for s in samples if s["lag"] is not None), default=None),
+        "soak_unread_end": samples[-1]["unread"],
+        "soak_unread_growth_per_h": fig("unread: in topic - read by its query (records)",
+                                        "per_hour"),
         "soak_kafka_disk_mib_end": samples[-1]["kafka_disk_mib"],
         "soak_kafka_disk_growth_mib_per_h": fig("broker disk, kafka/ (MiB)", "per_hour"),
         "soak_cpu_cores_start": fig("stack CPU (cores)", "start"),
@@ -497,7 +554,8 @@ def main() -> int:
         "figures": figs,
         "namespaces": ns_report,
         "series": {k: [s[k] for s in samples] for k in (
-            "t_s", "stack_rss_mib", "stack_pss_mib", "stack_cores", "lag", "kafka_disk_mib",
+            "t_s", "stack_rss_mib", "stack_pss_mib", "stack_cores", "lag", "unread_total",
+            "kafka_disk_mib",
             "newest_p50_s")},
     }
     emit(out)
