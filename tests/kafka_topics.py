@@ -25,42 +25,33 @@ def records_in(bootstrap: str, topic: str) -> int:
     return sum(end - low for low, end in _ends(bootstrap, topic).values())
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-    """Every record of ``topic`` (partition, offset, key, value), read until the end offsets."""
+def _messages(bootstrap: str, topic: str, timeout_s: float) -> list[Any]:
+    """Every message of ``topic``, read from each partition's start until its end offset."""
     ends = _ends(bootstrap, topic)
     expected = sum(end - low for low, end in ends.values())
     reader = kafka.consumer(bootstrap)
     reader.assign([TopicPartition(t, p, low) for (t, p), (low, _) in sorted(ends.items())])
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(out) < expected:
             assert time.monotonic() < deadline, f"read {len(out)} of {expected} records of {topic}"
             for msg in reader.consume(num_messages=10_000, timeout=0.2):
                 assert msg.error() is None, msg.error()
-                key = msg.key()
-                out.append({"partition": msg.partition(), "offset": msg.offset(),
-                            "key": key.decode() if key is not None else None,
-                            "value": json.loads(msg.value() or b"")})
+                out.append(msg)
     finally:
         reader.close()
     return out
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """Every record of ``topic`` (partition, offset, key, value), read until the end offsets."""
+    return [{"partition": m.partition(), "offset": m.offset(),
+             "key": m.key().decode() if m.key() is not None else None,
+             "value": json.loads(m.value() or b"")}
+            for m in _messages(bootstrap, topic, timeout_s)]
 
 
 def raw_values(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[bytes]:
     """Every record value of ``topic`` as bytes (JSON or not), read until the end offsets."""
-    ends = _ends(bootstrap, topic)
-    expected = sum(end - low for low, end in ends.values())
-    reader = kafka.consumer(bootstrap)
-    reader.assign([TopicPartition(t, p, low) for (t, p), (low, _) in sorted(ends.items())])
-    out: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expected:
-            assert time.monotonic() < deadline, f"read {len(out)} of {expected} records of {topic}"
-            for msg in reader.consume(num_messages=10_000, timeout=0.2):
-                assert msg.error() is None, msg.error()
-                out.append(msg.value() or b"")
-    finally:
-        reader.close()
-    return out
+    return [m.value() or b"" for m in _messages(bootstrap, topic, timeout_s)]
