@@ -40,7 +40,7 @@ jars: $(JARS_STAMP)
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 or newer is needed for Spark (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
-	@command -v $(MVN) >/dev/null 2>&1 || { echo "Maven is needed to fetch Kafka's and Spark's jars from Maven Central (Debian: apt-get install maven; macOS: brew install maven)"; exit 1; }
+	@command -v $(MVN) >/dev/null 2>&1 || { echo "Maven is needed to fetch Kafka's, Spark's and Cassandra's jars from Maven Central (Debian: apt-get install maven; macOS: brew install maven)"; exit 1; }
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "Java 17 or newer is needed for Spark (found " $$2 ")"; exit 1 } }'
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -57,12 +57,14 @@ $(NPM_STAMP): display/package.json display/package-lock.json
 	touch $(NPM_STAMP)
 
 # The JVM engines' jars (queue/pom.xml): Maven resolves them into its local repository
-# (~/.m2, so a second run downloads nothing) and copies them to jars/kafka and jars/spark.
+# (~/.m2, so a second run downloads nothing) and copies them to jars/kafka, jars/spark and
+# jars/cassandra; each engine's classpath is a profile of its own (see the pom).
 $(JARS_STAMP): queue/pom.xml
-	@echo "==> fetching the JVM jars of queue/pom.xml from Maven Central into $(JARS)/ (Kafka's broker, Spark's Kafka connector; about 55 MB the first time)"
-	rm -rf $(JARS)/kafka $(JARS)/spark
-	$(MVN) -B --no-transfer-progress -q -f queue/pom.xml dependency:copy-dependencies@kafka dependency:copy@spark
-	@echo "    $$(ls $(JARS)/kafka | wc -l) jars in $(JARS)/kafka, $$(ls $(JARS)/spark | wc -l) in $(JARS)/spark"
+	@echo "==> fetching the JVM jars of queue/pom.xml from Maven Central into $(JARS)/ (Kafka's broker, Spark's Kafka connector, Cassandra; about 120 MB the first time)"
+	rm -rf $(JARS)/kafka $(JARS)/spark $(JARS)/cassandra
+	$(MVN) -B --no-transfer-progress -q -f queue/pom.xml -P kafka dependency:copy-dependencies@kafka dependency:copy@spark
+	$(MVN) -B --no-transfer-progress -q -f queue/pom.xml -P cassandra dependency:copy-dependencies@cassandra
+	@echo "    $$(ls $(JARS)/kafka | wc -l) jars in $(JARS)/kafka, $$(ls $(JARS)/spark | wc -l) in $(JARS)/spark, $$(ls $(JARS)/cassandra | wc -l) in $(JARS)/cassandra"
 	touch $(JARS_STAMP)
 
 clean:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from common import kafka, topics
+from common.jvm import JvmError, classpath, free_port, java_command, log_tail, port_is_taken
 from common.settings import Settings
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "java_command"]
@@ -45,56 +44,21 @@ JVM_FLAGS = ("-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
              "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(JvmError):
     """The embedded broker could not start; the message says why and what to do."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now. Whoever binds it next must handle losing a race."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_is_taken(host: str, port: int) -> bool:
-    """True when something listens on the port. Connections of a process that just ended
-    (TIME_WAIT) do not count: Java binds with SO_REUSEADDR, and so does this check."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def java_command() -> str:
-    """The ``java`` to run the JVM engines with: ``$JAVA_HOME/bin/java``, else the one on PATH."""
-    import os
-
-    home = os.environ.get("JAVA_HOME")
-    if home and Path(home, "bin", "java").is_file():
-        return str(Path(home, "bin", "java"))
-    found = shutil.which("java")
-    if not found:
-        raise BrokerError("Java 17 or newer is needed for Kafka and Spark and was not found "
-                          "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: "
-                          "brew install openjdk@17)")
-    return found
-
-
-def classpath(jars_dir: Path, engine: str) -> str:
-    """``jars_dir/engine/*`` as a Java class path; a clear error when the jars are missing."""
-    folder = jars_dir / engine
-    if not any(folder.glob("*.jar")):
-        raise BrokerError(f"no {engine} jars in {folder}: run `make setup` (it fetches them from "
-                          "Maven Central with `mvn -f queue/pom.xml`, see README)")
-    return str(folder / "*")
-
-
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage).
+
+    Never one that starts with ``-``: the storage tool would read it as an option (``-t
+    -x...``: "expected one argument"; 1 start in 64 failed so). Kafka's own Uuid.randomUuid
+    draws again in that case too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_config(host: str, port: int, controller_port: int, log_dirs: Path) -> str:
@@ -191,7 +155,7 @@ class EmbeddedBroker:
         """
         if self.port == 0:
             self.port = free_port(self.host)
-        elif _port_is_taken(self.host, self.port):
+        elif port_is_taken(self.host, self.port):
             raise BrokerError(
                 f"port {self.port} on {self.host} is taken (another broker or `make run`?): stop "
                 f"that process, set BROKER_PORT to a free port (0 picks one), or set "
@@ -264,10 +228,7 @@ class EmbeddedBroker:
         return kafka.create_topics(self.bootstrap, self.create)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def kill(self) -> None:
         """``kill -9`` the broker (tests of crashes); its data stays for the next start."""
@@ -310,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     broker = EmbeddedBroker.from_settings(settings)
     try:
         print(broker.start(), flush=True)  # noqa: T201 - the address is this command's output
-    except BrokerError as e:
+    except JvmError as e:
         log.error("%s", e)
         return 1
     stop = False

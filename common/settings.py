@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,13 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _jvm_size(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]", value):
+        raise ValueError("must be a JVM memory size such as 384m or 1g")
+    return value
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -131,7 +139,7 @@ class Settings:
         "Java heap of the embedded Kafka broker (-Xmx), e.g. 384m or 1g.")
     jars_dir: Path = setting(
         "JARS_DIR", str(Path(__file__).resolve().parent.parent / "jars"), _path,
-        "Where `make setup` puts the JVM jars of queue/pom.xml (kafka/, spark/).")
+        "Where `make setup` puts the JVM jars of queue/pom.xml (kafka/, spark/, cassandra/).")
 
     # Paths and logs
     data_dir: Path = setting(
@@ -204,9 +212,24 @@ class Settings:
     # Storage
     retention_hours: float = setting(
         "RETENTION_HOURS", "24", _positive_float, "Windows older than this are deleted (TTL).")
+    cassandra: bool = setting(
+        "CASSANDRA", "on", _bool,
+        "Run the Cassandra demos: on (the default) starts a local Cassandra node in `make run` "
+        "when CASSANDRA_HOSTS is unset; off skips Cassandra (less memory; /demo3, /demo6 and "
+        "/demo8 then say so).")
     cassandra_hosts: tuple[str, ...] = setting(
-        "CASSANDRA_HOSTS", "", _csv, "Cassandra contact points; unset: Cassandra demos are off.")
-    cassandra_port: int = setting("CASSANDRA_PORT", "9042", _int_range(1, 65535), "Cassandra port.")
+        "CASSANDRA_HOSTS", "", _csv,
+        "Cassandra contact points of a server elsewhere (the stack then starts no node); unset: "
+        "the stack's own node when CASSANDRA is on.")
+    cassandra_port: int = setting(
+        "CASSANDRA_PORT", "9042", _int_range(0, 65535),
+        "Cassandra's CQL port (0: the local node picks a free one).")
+    cassandra_heap: str = setting(
+        "CASSANDRA_HEAP", "512m", _jvm_size,
+        "Heap of the local Cassandra node (its resident size is about 400 MiB more).")
+    cassandra_ready_timeout_s: float = setting(
+        "CASSANDRA_READY_TIMEOUT_S", "180", _positive_float,
+        "How long the local Cassandra node may take to answer CQL.")
     cassandra_keyspace: str = setting(
         "CASSANDRA_KEYSPACE", "streamkit", _str, "Keyspace the kit creates and uses.")
     cassandra_replication: str = setting(
@@ -291,7 +314,13 @@ class Settings:
         return self.data_dir / "store.sqlite3"
 
     def cassandra_configured(self) -> bool:
+        """True when the jobs and the display use Cassandra (a server at CASSANDRA_HOSTS)."""
         return bool(self.cassandra_hosts)
+
+    @property
+    def embedded_cassandra(self) -> bool:
+        """True when the stack starts its own Cassandra node (CASSANDRA on, no CASSANDRA_HOSTS)."""
+        return self.cassandra and not self.cassandra_hosts
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict safe to log: secrets replaced."""

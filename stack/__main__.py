@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     stages: StagePublisher | None = None
     try:
         if settings.embedded_broker:
-            from common.broker import BrokerError, EmbeddedBroker
+            from common.broker import EmbeddedBroker
+            from common.jvm import JvmError
 
             broker = EmbeddedBroker.from_settings(settings)
             progress.show("starting the embedded Apache Kafka broker ...")
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 kafka_child = supervisor.start(Child("kafka", argv, broker.log_path,
                                                      dict(os.environ), service=True))
                 broker.wait_ready(lambda: kafka_child.exit_code)
-            except BrokerError as e:
+            except JvmError as e:
                 progress.done(f"error: {e}")
                 return 1
             bootstrap = broker.bootstrap

@@ -6,6 +6,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,46 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 @pytest.fixture(scope="session")
 def bootstrap(broker: EmbeddedBroker) -> str:
     return broker.bootstrap
+
+
+@dataclass(frozen=True)
+class CassandraServer:
+    """Where the tests' Cassandra answers; ``node`` is None for a server the tests did not start."""
+
+    hosts: str
+    port: int
+    node: Any = None
+
+    def environ(self, keyspace: str | None = None) -> dict[str, str]:
+        """Settings' environment for this server (and a keyspace of the test's own)."""
+        env = {"CASSANDRA_HOSTS": self.hosts, "CASSANDRA_PORT": str(self.port)}
+        if keyspace:
+            env["CASSANDRA_KEYSPACE"] = keyspace
+        return env
+
+
+@pytest.fixture(scope="session")
+def cassandra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraServer]:
+    """One Cassandra for the whole session: CASSANDRA_HOSTS (and CASSANDRA_PORT) if set, else
+    a node of the kit's own (storage.cassandra_node) on a free port. Skipped, with the reason,
+    only where the node cannot run: no Cassandra jars (`make setup` fetches them)."""
+    if os.environ.get("CASSANDRA_HOSTS"):
+        yield CassandraServer(os.environ["CASSANDRA_HOSTS"],
+                              int(os.environ.get("CASSANDRA_PORT") or 9042))
+        return
+    from storage.cassandra_node import CassandraNode
+
+    jars = Path(__file__).resolve().parent.parent / "jars" / "cassandra"
+    if not any(jars.glob("cassandra-all-*.jar")):
+        pytest.skip(f"no Cassandra jars in {jars}: run `make setup` (or set CASSANDRA_HOSTS)")
+    folder = tmp_path_factory.mktemp("cassandra")
+    # unsafe_system: schema changes are not flushed to disk (a keyspace per test: much faster).
+    node = CassandraNode(folder, port=0, log_path=folder / "cassandra.log", unsafe_system=True)
+    node.start()
+    try:
+        yield CassandraServer(node.host, node.port, node)
+    finally:
+        node.stop()
 
 
 @pytest.fixture

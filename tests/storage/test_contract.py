@@ -1,8 +1,8 @@
 """One contract, every store: the same tests for SQLite and, when configured, Cassandra.
 
-Cassandra runs when CASSANDRA_HOSTS is set (the compose stack, or any server you
-point it at); otherwise its cases are skipped with that reason. Nothing here
-fakes a server.
+Cassandra is the session's node (tests/conftest.py ``cassandra``: the kit's own local node,
+or the server CASSANDRA_HOSTS names); its cases skip only where no node can run (no
+Cassandra jars). Nothing here fakes a server.
 """
 
 from __future__ import annotations
@@ -43,14 +43,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
         made: Store = DiskStore(tmp_path / "store.sqlite3", clock=clock)
     else:
-        if not os.environ.get("CASSANDRA_HOSTS"):
-            pytest.skip("CASSANDRA_HOSTS is not set: no Cassandra server to test against "
-                        "(run the compose stack, or point CASSANDRA_HOSTS at a server)")
+        server = request.getfixturevalue("cassandra")
         from common.settings import load
         from storage.cassandra import CassandraStore
 
         settings = load(environ={**os.environ,
-                                 "CASSANDRA_KEYSPACE": f"test_{uuid.uuid4().hex[:12]}"})
+                                 **server.environ(f"test_{uuid.uuid4().hex[:12]}")})
         made = CassandraStore.from_settings(settings, clock=clock)
     made.setup()
     made.clock = clock  # type: ignore[attr-defined]

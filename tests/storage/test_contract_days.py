@@ -2,8 +2,8 @@
 
 The Cassandra store partitions by UTC day and finds a stream's days through an
 index; these cases (a window each side of midnight, census-style windows a
-century apart, a key filter on a range) exercise that against a real server when
-CASSANDRA_HOSTS is set, and hold the disk store to the same answers.
+century apart, a key filter on a range) exercise that against the session's real node
+(tests/conftest.py ``cassandra``), and hold the disk store to the same answers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from storage.base import ResultRow, Store
 from tests.storage import test_contract as contract
 from tests.storage.test_contract import SECOND, T0, window
 
-#: The contract's fixture: each test runs on the disk store and, when configured, Cassandra.
+#: The contract's fixture: each test runs on the disk store and on Cassandra.
 store = contract.store
 
 MIDNIGHT = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
