@@ -241,6 +241,12 @@ class Settings:
         "CASSANDRA_PASSWORD", None, _optional_str, "Cassandra password (optional; never logged).")
     cassandra_local_dc: str | None = setting(
         "CASSANDRA_LOCAL_DC", None, _optional_str, "Local datacenter for the load balancing policy.")
+    cassandra_tls: bool = setting(
+        "CASSANDRA_TLS", "false", _bool,
+        "Connect to Cassandra over TLS (needed wherever CASSANDRA_PASSWORD crosses a network).")
+    cassandra_tls_ca_file: Path | None = setting(
+        "CASSANDRA_TLS_CA_FILE", None, lambda raw: _path(raw) if raw.strip() else None,
+        "CA certificate(s) (PEM) that sign Cassandra's certificate; unset: the system's CAs.")
     cassandra_connect_timeout_s: float = setting(
         "CASSANDRA_CONNECT_TIMEOUT_S", "60", _positive_float,
         "How long to retry connecting to Cassandra at start.")
