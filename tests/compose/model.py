@@ -52,6 +52,12 @@ def kit_services() -> dict[str, dict[str, Any]]:
     return {name: s for name, s in services().items() if "build" in s}
 
 
+def spark_services() -> dict[str, dict[str, Any]]:
+    """Services of the processing image: each runs a Spark application."""
+    return {name: s for name, s in kit_services().items()
+            if s["build"]["dockerfile"] == "processing/Dockerfile"}
+
+
 def environment(service: dict[str, Any]) -> dict[str, str]:
     """A service's ``environment`` as strings (list or mapping form)."""
     env = service.get("environment") or {}
@@ -107,6 +113,15 @@ def parse_bytes(raw: str) -> int:
         raise ValueError(f"not a size: {raw!r}")
     unit = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
     return int(float(m.group(1)) * unit)
+
+
+def parse_duration(raw: str) -> float:
+    """Compose durations in seconds: ``90s``, ``1m30s``, ``1h``, ``500ms``."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)", raw.strip())
+    if not parts or "".join(n + u for n, u in parts) != raw.strip():
+        raise ValueError(f"not a duration: {raw!r}")
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * unit[u] for n, u in parts)
 
 
 @dataclass(frozen=True)

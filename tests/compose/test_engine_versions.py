@@ -1,9 +1,10 @@
 """The compose stack runs the JVM engines of queue/pom.xml, the kit's one list of their versions.
 
-The kafka image's tag is ``kafka.version``; the processing image's Spark is ``spark.version``
-(its SPARK_VERSION, pyspark in requirements.lock) and its Kafka connector is what the pom's
-``spark`` execution copies from Maven Central (never resolved with ``--packages``); the broker
-has the settings of queue/server.properties, the embedded broker's.
+The kafka image's tag is ``kafka.version``, the cassandra image's ``cassandra.version``; the
+processing image's Spark is ``spark.version`` (its SPARK_VERSION, pyspark in requirements.lock)
+and its Kafka connector is what the pom's ``spark`` execution copies from Maven Central (never
+resolved with ``--packages``); the broker has the settings of queue/server.properties, the
+embedded broker's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def test_the_kafka_image_is_the_poms_kafka_version() -> None:
     assert name == "apache/kafka", image
     assert tag.split("@")[0] == POM["kafka.version"], (
         f"the kafka service runs {image}; queue/pom.xml's kafka.version is {POM['kafka.version']}")
+
+
+def test_the_cassandra_image_is_the_poms_cassandra_version() -> None:
+    # The embedded stack runs org.apache.cassandra:cassandra-all at cassandra.version.
+    image = SERVICES["cassandra"]["image"]
+    name, _, tag = image.partition(":")
+    assert name == "cassandra", f"the official image, got {image}"
+    assert tag.split("@")[0] == POM["cassandra.version"], (
+        f"the cassandra service runs {image}; queue/pom.xml's cassandra.version is "
+        f"{POM['cassandra.version']}")
 
 
 def test_spark_is_one_version_in_the_pom_the_lock_and_the_processing_image() -> None:
@@ -92,20 +103,26 @@ def test_the_processing_image_gets_the_connector_from_the_pom_not_from_packages(
     assert (stage.name, (conf_dir,), conf_dir) in copied
     env = PROCESSING.final.env()
     assert env.get("SPARK_CONF_DIR") == conf_dir
-    assert env.get("JARS_DIR") in (None, jars_dir.group(1)), "JARS_DIR must be where the jars are"
+    # The kit's session (processing.spark.connector_jars) takes JARS_DIR/spark/*.jar.
+    assert env.get("JARS_DIR") == jars_dir.group(1), "JARS_DIR must be where the jars are"
+    assert out == f"{env['JARS_DIR']}/spark", f"the jars must be in JARS_DIR/spark, got {out}"
+    source = (model.ROOT / "processing" / "spark.py").read_text()
+    assert re.search(r'jars_dir\s*/\s*"spark"', source), "processing.spark no longer reads JARS_DIR/spark"
 
 
 def test_spark_services_take_the_connector_from_the_image() -> None:
-    spark_services = {n: s for n, s in model.kit_services().items()
-                      if model.command(s)[0] == "spark-submit"}
+    spark_services = model.spark_services()
     assert {"processing", "census"} <= set(spark_services)
     for name, service in spark_services.items():
         args = model.command(service)
-        assert model.dockerfile_of(service).path == PROCESSING.path, name
         for flag in ("--packages", "--jars", "--repositories"):
-            assert flag not in args, f"{name}: {flag} (the image's spark-defaults.conf lists the jars)"
+            assert flag not in args, f"{name}: {flag} (the image has the jars in JARS_DIR)"
         confs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--conf"]
         assert not [c for c in confs if c.startswith("spark.jars")], f"{name}: {confs}"
+        # pyspark passes PYSPARK_SUBMIT_ARGS to the spark-submit it starts.
+        env = model.environment(service)
+        assert "PYSPARK_SUBMIT_ARGS" not in env, f"{name}: the session sets Spark's options"
+        assert "JARS_DIR" not in env, f"{name}: JARS_DIR is the image's (where its jars are)"
 
 
 def test_the_kafka_service_has_the_settings_of_server_properties() -> None:

@@ -7,6 +7,7 @@ settings of common/settings.py and the topics of queue/topics.toml.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -30,6 +31,10 @@ NOT_SETTINGS = {
 IMAGE_NOT_SETTINGS = {"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
                       "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "SPARK_CONF_DIR"}
 SECRETS = ("CASSANDRA_USERNAME", "CASSANDRA_PASSWORD")
+#: What stopping ``python -m processing`` may take besides the running batches' end and a store
+#: connection's retries (processing.jobs.run_jobs): the health publisher's close (up to 5 s),
+#: the queries' stops and Spark's own.
+STOP_OVERHEAD_S = 15.0
 
 
 def _setting_names() -> set[str]:
@@ -38,6 +43,11 @@ def _setting_names() -> set[str]:
 
 def _service_env(name: str) -> dict[str, str]:
     return model.environment(SERVICES[name])
+
+
+def _uses_cassandra(service: dict[str, Any]) -> bool:
+    """The service's code can open a Cassandra store (storage.open_store("cassandra", ...))."""
+    return model.service_closure(service).reaches("storage.cassandra")
 
 
 # -- topics
@@ -147,19 +157,54 @@ def test_storage_users_reach_cassandra() -> None:
         assert settings.cassandra_local_dc == "datacenter1"  # the DC of a SimpleSnitch node
 
 
-def test_spark_submit_flags_agree_with_settings() -> None:
-    spark_services = {n: s for n, s in KIT.items() if model.command(s)[0] == "spark-submit"}
-    assert "processing" in spark_services
+def test_spark_settings_fit_each_spark_container() -> None:
+    # The kit's session starts Spark from these settings (processing.spark.session): the
+    # services pass them as variables, never as spark-submit flags that could disagree.
+    spark_services = model.spark_services()
+    assert {"processing", "census"} <= set(spark_services)
     for name, service in spark_services.items():
-        args = model.command(service)
-        settings = settings_module.load(environ=model.environment(service))
-        assert model.option(args, "--master") == settings.spark_master, name
-        assert model.option(args, "--driver-memory") == settings.spark_driver_memory, name
+        env = model.environment(service)
+        assert {"SPARK_MASTER", "SPARK_DRIVER_MEMORY"} <= set(env), name
+        settings = settings_module.load(environ=env)
         cores = re.fullmatch(r"local\[(\d+)\]", settings.spark_master)
         assert cores, f"{name}: local mode with a fixed core count, got {settings.spark_master}"
+        cpus = float(service["deploy"]["resources"]["limits"]["cpus"])
+        assert int(cores.group(1)) <= max(1.0, cpus), f"{name}: more Spark cores than its cpus limit"
         # os.cpu_count() in a container is the host's: the default would not match the limit.
-        assert "SHUFFLE_PARTITIONS" in model.environment(service), name
+        assert "SHUFFLE_PARTITIONS" in env, name
         assert settings.shuffle_partitions <= int(cores.group(1)), name
+
+
+def test_a_sigterm_to_a_spark_container_reaches_the_python_driver_first() -> None:
+    # Under `spark-submit x.py` the JVM is the command's process and Python its child: the JVM
+    # exits on SIGTERM and the driver never stops its queries. `python -m ...` makes the driver
+    # the process tini (init: true) signals; pyspark starts the JVM as the driver's child.
+    image = model.dockerfile(model.ROOT / "processing" / "Dockerfile")
+    assert not image.final.args("ENTRYPOINT"), "an ENTRYPOINT would run before the command"
+    cmd = image.final.args("CMD")
+    assert len(cmd) == 1 and json.loads(cmd[0])[:2] == ["python", "-m"], (
+        f"processing/Dockerfile: CMD must run the Python driver (python -m ...), got {cmd}")
+    for name, service in model.spark_services().items():
+        args = model.command(service)
+        assert args[:2] == ["python", "-m"], f"{name}: run the driver with python -m, got {args}"
+        assert "entrypoint" not in service, f"{name}: an entrypoint would run before the command"
+        assert service.get("init") is True, f"{name}: needs init (tini forwards SIGTERM, reaps)"
+        assert "spark-submit" not in args, name
+        assert "signal.SIGTERM" in model.service_closure(service).source(), (
+            f"{name}: no SIGTERM handler in the driver's code: it would die without stopping")
+
+
+def test_the_processing_service_has_time_to_stop_its_queries() -> None:
+    from processing import jobs
+
+    service = SERVICES["processing"]
+    settings = settings_module.load(environ=model.environment(service))
+    grace = model.parse_duration(str(service.get("stop_grace_period", "10s")))
+    # Running batches end (or are interrupted) within STOP_BETWEEN_BATCHES_S, but a query's
+    # stop() waits for its batch's Python code, which may be retrying a Cassandra connection.
+    needed = jobs.STOP_BETWEEN_BATCHES_S + settings.cassandra_connect_timeout_s + STOP_OVERHEAD_S
+    assert grace >= needed, (
+        f"processing: stop_grace_period {grace:.0f} s < {needed:.0f} s it may need to stop cleanly")
 
 
 def test_streaming_and_batch_jobs_are_all_run_by_the_stack() -> None:
@@ -173,13 +218,13 @@ def test_streaming_and_batch_jobs_are_all_run_by_the_stack() -> None:
         if re.search(r"^\s+sys\.exit\(run_batch_job\(", text, re.M):
             batch.add(path.stem)
     assert {"vmstat_windows", "census_stats"} <= streaming | batch
-    assert model.command(SERVICES["processing"])[-1] == "processing/jobs.py"
+    assert model.command(SERVICES["processing"]) == ["python", "-m", "processing"]
     assert streaming <= set(jobs.STREAMING_JOBS), (
         f"streaming jobs the stack would not run (add them to processing.jobs.STREAMING_JOBS): "
         f"{sorted(streaming - set(jobs.STREAMING_JOBS))}")
     assert batch <= set(jobs.BATCH_JOBS), sorted(batch - set(jobs.BATCH_JOBS))
     census = model.command(SERVICES["census"])
-    assert census[-1] == "processing/census_stats.py" and "census_stats" in batch
+    assert census == ["python", "-m", "processing.census_stats"] and "census_stats" in batch
 
 
 def test_commands_name_modules_and_files_that_exist() -> None:
@@ -192,16 +237,49 @@ def test_commands_name_modules_and_files_that_exist() -> None:
 def test_secrets_come_only_from_the_git_ignored_env_file() -> None:
     text = model.COMPOSE_FILE.read_text()
     for secret in SECRETS:
-        assert secret not in text, f"{secret} must come from .env, not docker-compose.yml"
+        # Named only to be set empty (x-no-cassandra-credentials): never with a value.
+        for line in (line for line in text.splitlines() if secret in line):
+            assert re.fullmatch(rf'\s*{secret}: ""', line) or line.lstrip().startswith("#"), (
+                f"{secret} must come from .env, not docker-compose.yml: {line.strip()!r}")
     assert ".env" in (model.ROOT / ".gitignore").read_text().split()
     assert model.ignored_by_docker(".env"), ".env must stay out of the build context"
     example = _env_example()
     for secret in SECRETS:
         assert example.get(secret) == "", f".env.example must list {secret} with no value"
     for name, service in KIT.items():
-        if model.service_closure(service).reaches("storage"):
-            files = [e["path"] if isinstance(e, dict) else e for e in service.get("env_file", [])]
-            assert ".env" in files, f"{name} needs the Cassandra credentials from .env"
+        if _uses_cassandra(service):
+            assert ".env" in _env_files(service), f"{name} needs the Cassandra credentials from .env"
+    for name, service in SERVICES.items():
+        if name not in KIT:
+            assert not _env_files(service), f"{name} is not the kit's: .env is not for it"
+
+
+def test_only_services_that_use_cassandra_get_its_credentials_and_address() -> None:
+    users = {name for name, service in KIT.items() if _uses_cassandra(service)}
+    assert {"processing", "census", "display"} <= users
+    assert not users & {"topics", "sources", "ingest", "locust"}, users
+    for name, service in KIT.items():
+        env = model.environment(service)
+        if name in users:
+            # From .env (env_file), which an `environment:` entry would override.
+            assert not set(SECRETS) & set(env), f"{name} uses Cassandra: its credentials come from .env"
+            continue
+        # Every kit service reads .env (its tunables); one that does not use Cassandra sets the
+        # credentials empty, which wins over env_file: the secret never reaches it.
+        assert ".env" in _env_files(service), name
+        masked = {secret: env.get(secret) for secret in SECRETS}
+        assert masked == dict.fromkeys(SECRETS, ""), (
+            f"{name} does not use Cassandra: merge x-no-cassandra-credentials into its "
+            f"environment (got {masked})")
+        settings = settings_module.load(environ=env)
+        assert settings.cassandra_username is None and settings.cassandra_password is None, name
+        assert not settings.cassandra_configured(), f"{name} does not use Cassandra: no CASSANDRA_HOSTS"
+
+
+def _env_files(service: dict[str, Any]) -> list[str]:
+    entries = service.get("env_file") or []
+    entries = [entries] if isinstance(entries, str | dict) else entries
+    return [e["path"] if isinstance(e, dict) else e for e in entries]
 
 
 def test_env_example_names_only_settings_with_valid_values() -> None:
@@ -218,7 +296,8 @@ def test_env_example_only_suggests_what_env_can_change() -> None:
         r"^#\s*([A-Z][A-Z0-9_]+)=", (model.ROOT / ".env.example").read_text(), re.M))
     assert suggested - set(SECRETS)
     for name, service in KIT.items():
-        shadowed = suggested & set(model.environment(service))
+        # The credentials are set empty on purpose where Cassandra is not used (see above).
+        shadowed = (suggested - set(SECRETS)) & set(model.environment(service))
         assert not shadowed, f"{name} sets {sorted(shadowed)}: .env cannot change them"
 
 
@@ -303,9 +382,23 @@ def test_dependencies_exist_are_acyclic_and_health_checked() -> None:
         assert name not in model.all_dependencies(name), f"{name} depends on itself"
 
 
-def test_spark_waits_for_cassandra_and_the_health_checks_test_the_real_service() -> None:
-    for name in ("processing", "census"):
-        assert model.depends_on(SERVICES[name]).get("cassandra") == "service_healthy"
+def test_nothing_long_running_waits_for_cassandra_to_be_healthy() -> None:
+    # Cassandra takes 1-2 minutes to start. The display opens its store on first use and shows
+    # the Cassandra demos as starting meanwhile; the Spark queries writing to Cassandra retry.
+    for name, service in SERVICES.items():
+        if service.get("restart") == "no" or name == "cassandra":
+            continue
+        waits = model.all_dependencies(name).get("cassandra", set())
+        assert "service_healthy" not in waits, (
+            f"{name} would wait for Cassandra's 1-2 minute start: use service_started")
+    for name in ("processing", "display"):
+        assert model.all_dependencies(name).get("cassandra") == {"service_started"}, (
+            f"{name} uses Cassandra: list it (service_started), so `up {name}` starts it")
+    # The census batch job runs once to fill Cassandra and has no query to retry.
+    assert model.depends_on(SERVICES["census"]).get("cassandra") == "service_healthy"
+
+
+def test_the_health_checks_test_the_real_service() -> None:
     assert "kafka-broker-api-versions.sh" in " ".join(SERVICES["kafka"]["healthcheck"]["test"])
     assert "cqlsh" in " ".join(SERVICES["cassandra"]["healthcheck"]["test"])
     cassandra_volumes = {str(v).split(":")[1] for v in SERVICES["cassandra"]["volumes"]}
