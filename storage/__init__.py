@@ -14,8 +14,19 @@ if TYPE_CHECKING:
     from storage.base import Store
 
 
-def open_store(kind: str, settings: Settings) -> Store:
-    """A store of ``kind`` ("disk" or "cassandra"), schema created. Raises StoreError."""
+def open_store(kind: str, settings: Settings, *, create_schema: bool = True,
+               connect_timeout_s: float | None = None) -> Store:
+    """A store of ``kind`` ("disk" or "cassandra"), set up (:meth:`storage.base.Store.setup`).
+
+    Jobs open with ``create_schema=True`` (the default); a reader that may lack schema
+    rights (the display server) with ``create_schema=False``. ``connect_timeout_s``
+    bounds the connection's retries (None: CASSANDRA_CONNECT_TIMEOUT_S; 0: one attempt).
+    A store whose setup fails is closed before the error propagates.
+
+    Raises:
+        StoreUnavailable: the server is out of reach, or its schema is not created yet.
+        StoreError: anything else.
+    """
     store: Store
     if kind == "disk":
         from storage.disk import DiskStore
@@ -27,5 +38,9 @@ def open_store(kind: str, settings: Settings) -> Store:
         store = CassandraStore.from_settings(settings)
     else:
         raise ValueError(f"unknown store {kind!r}: disk or cassandra")
-    store.setup()
+    try:
+        store.setup(create_schema=create_schema, connect_timeout_s=connect_timeout_s)
+    except BaseException:
+        store.close()
+        raise
     return store

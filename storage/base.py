@@ -12,11 +12,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ResultRow", "Store", "StoreError", "require_utc"]
+__all__ = ["ResultRow", "Store", "StoreError", "StoreUnavailable", "require_utc"]
 
 
 class StoreError(RuntimeError):
-    """A store operation failed; a failed write must fail the micro-batch (Spark retries it)."""
+    """A store operation failed; a failed write must fail the micro-batch (Spark retries it).
+
+    A plain StoreError is a broken request or configuration (a naive time, a retention
+    the store cannot keep, refused credentials, a missing right): retrying the same
+    thing fails the same way.
+    """
+
+    #: Whether the same call may succeed later without any change (an outage).
+    retriable = False
+
+
+class StoreUnavailable(StoreError):
+    """The server cannot be reached or did not answer in time, or its schema is not created yet.
+
+    An outage, not a broken request: retry later (with a backoff) and never give up on
+    account of it. Raised for unreachable or overloaded servers, timeouts, too few
+    replicas alive, a connect retry that ran out, and a reader opened before any writer
+    created the schema. The class name appears in Spark's text of a failed batch
+    ("StoreUnavailable"), which is how a job tells the two apart across the JVM.
+    """
+
+    retriable = True
 
 
 def require_utc(value: dt.datetime, what: str) -> dt.datetime:
@@ -77,8 +98,22 @@ class Store(Protocol):
     #: "disk" or "cassandra": what the demo catalogue calls this store.
     kind: str
 
-    def setup(self) -> None:
-        """Create the schema if missing. Safe to call every start."""
+    def setup(self, create_schema: bool = True, connect_timeout_s: float | None = None) -> None:
+        """Connect and make the store ready; safe to call every start, and concurrently.
+
+        Args:
+            create_schema: create the schema if missing. False (a reader such as the
+                display server, which may lack schema rights): issue no DDL, check that
+                the schema exists and raise StoreUnavailable if it does not yet. A store
+                that needs no rights for it (SQLite: a local file) creates it either way.
+            connect_timeout_s: how long to keep retrying the connection (None: the
+                store's own setting; 0: one attempt). Stores without a server ignore it.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached in time, or (``create_schema``
+                False) the schema is not created yet; retry later.
+            StoreError: anything else (credentials, rights, configuration).
+        """
 
     def upsert(self, rows: Sequence[ResultRow], ttl: dt.timedelta | None = None) -> None:
         """Write rows; a row with an existing (stream, key, window_start) replaces it.
@@ -87,6 +122,8 @@ class Store(Protocol):
         Cassandra's ``USING TTL``); without, they stay.
 
         Raises:
+            StoreUnavailable: the server is out of reach; nothing may be assumed written,
+                retry later.
             StoreError: nothing may be assumed written; the caller must retry or fail.
         """
 

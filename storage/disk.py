@@ -76,7 +76,10 @@ class DiskStore:
             self._conn = conn
         return self._conn
 
-    def setup(self) -> None:
+    def setup(self, create_schema: bool = True, connect_timeout_s: float | None = None) -> None:
+        """Create the table if missing, either way: a local file needs no schema rights, and
+        a reader's connection writes anyway (WAL mode). There is no server to wait for."""
+        del create_schema, connect_timeout_s
         with self._lock:
             try:
                 self._connection().executescript(SCHEMA)

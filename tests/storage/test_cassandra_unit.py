@@ -21,7 +21,9 @@ import pytest
 from common.settings import load
 from storage.base import ResultRow, Store, StoreError
 from storage.cassandra import (
+    BY_KEY_KEY,
     INDEX_TTL_MARGIN_S,
+    RESULTS_KEY,
     CassandraStore,
     Statements,
     backoff_delays,
@@ -34,6 +36,7 @@ from storage.cassandra import (
     from_driver_time,
     last_write_wins,
     newest_first,
+    option_differences,
     plan_upsert,
     to_millis,
     ttl_seconds,
@@ -103,16 +106,54 @@ def test_the_key_table_and_the_day_index() -> None:
     assert list(STATEMENTS.create_tables) == ["results", "results_by_key", "result_days"]
 
 
-def test_upserts_with_and_without_ttl() -> None:
+def test_every_write_states_its_ttl() -> None:
+    """USING TTL on every insert: n for retained rows, 0 for kept ones (0 overrides a table
+    default TTL, so kept rows stay even on a table an operator gave one)."""
     assert STATEMENTS.insert == (
         "INSERT INTO streamkit.results"
         " (stream, day, window_start, key, window_end, payload, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)")
-    assert STATEMENTS.insert_ttl == STATEMENTS.insert + " USING TTL ?"
-    assert "USING" not in STATEMENTS.insert and "USING" not in STATEMENTS.insert_by_key
-    assert STATEMENTS.insert_by_key_ttl == STATEMENTS.insert_by_key + " USING TTL ?"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?")
+    assert STATEMENTS.insert_by_key == (
+        "INSERT INTO streamkit.results_by_key"
+        " (stream, key, day, window_start, window_end, payload, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?")
     assert STATEMENTS.insert_day == (
         "INSERT INTO streamkit.result_days (stream, day, ttl_s) VALUES (?, ?, ?) USING TTL ?")
+    assert list(STATEMENTS.dml(reads_only=True)) == list(Statements.READS)
+    assert all(cql.startswith("SELECT") for cql in STATEMENTS.dml(reads_only=True).values())
+    assert list(STATEMENTS.dml()) == [*Statements.WRITES, *Statements.READS]
+
+
+def test_tables_are_made_for_expiring_time_series() -> None:
+    for table in ("results", "results_by_key"):
+        ddl = squash(STATEMENTS.create_tables[table])
+        assert ("compaction = {'class': 'TimeWindowCompactionStrategy', "
+                "'compaction_window_unit': 'DAYS', 'compaction_window_size': '1', "
+                "'unchecked_tombstone_compaction': 'true'}") in ddl
+        assert "gc_grace_seconds = 10800" in ddl and "default_time_to_live = 0" in ddl
+        assert STATEMENTS.alter_table(table).startswith(f"ALTER TABLE streamkit.{table} WITH compaction = {{")
+    days = squash(STATEMENTS.create_tables["result_days"])
+    assert "compaction" not in days and "gc_grace_seconds = 10800" in days
+    assert STATEMENTS.alter_table("result_days") == (
+        "ALTER TABLE streamkit.result_days WITH gc_grace_seconds = 10800")
+
+
+def test_option_differences_compare_what_system_schema_shows() -> None:
+    twcs = {"class": "org.apache.cassandra.db.compaction.TimeWindowCompactionStrategy",
+            "compaction_window_size": "1", "compaction_window_unit": "DAYS",
+            "max_threshold": "32", "min_threshold": "4", "unchecked_tombstone_compaction": "true"}
+    stcs = {"class": "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy",
+            "max_threshold": "32", "min_threshold": "4"}
+    assert option_differences("results", {"compaction": twcs, "gc_grace_seconds": 10800}) == []
+    assert option_differences("results", {"compaction": stcs, "gc_grace_seconds": 864000}) == [
+        "compaction", "gc_grace_seconds"]
+    hourly = {**twcs, "compaction_window_unit": "HOURS"}
+    assert option_differences("results_by_key", {"compaction": hourly,
+                                                 "gc_grace_seconds": 10800}) == ["compaction"]
+    # the index keeps whatever compaction it has
+    assert option_differences("result_days", {"compaction": stcs, "gc_grace_seconds": 10800}) == []
+    assert option_differences("result_days", {"compaction": stcs,
+                                              "gc_grace_seconds": 864000}) == ["gc_grace_seconds"]
 
 
 def test_reads_restrict_one_partition_and_need_no_filtering() -> None:
@@ -136,12 +177,10 @@ def columns_of(insert: str) -> list[str]:
 def test_bound_values_follow_each_statements_columns() -> None:
     start = dt.datetime(2026, 11, 22, 23, 59, 50, tzinfo=dt.UTC)
     rows = [ResultRow("s", "a", start, start + 10 * SECOND, {"n": 1, "label": "ünï"})]
-    for ttl, insert, by_key in [
-        (None, STATEMENTS.insert, STATEMENTS.insert_by_key),
-        (dt.timedelta(hours=24), STATEMENTS.insert_ttl, STATEMENTS.insert_by_key_ttl),
-    ]:
+    for ttl, ttl_s in [(None, 0), (dt.timedelta(hours=24), 86_400)]:
         plan = plan_upsert(rows, ttl, T0)
-        for statement, params in [(insert, plan.results[0]), (by_key, plan.by_key[0])]:
+        for statement, params in [(STATEMENTS.insert, plan.results[0]),
+                                  (STATEMENTS.insert_by_key, plan.by_key[0])]:
             assert statement.count("?") == len(params)
             bound = dict(zip(columns_of(statement), params, strict=True))
             assert bound["stream"] == "s" and bound["key"] == "a"
@@ -150,14 +189,17 @@ def test_bound_values_follow_each_statements_columns() -> None:
             assert bound["window_end"] == to_millis(start) + 10_000
             assert bound["updated_at"] == to_millis(T0)
             assert bound["payload"] == '{"n":1,"label":"\\u00fcn\\u00ef"}'
-            if ttl is not None:
-                assert bound["ttl"] == 86_400
+            assert bound["ttl"] == ttl_s  # 0: kept, stated (overrides a table default)
         (index,) = plan.index
         assert STATEMENTS.insert_day.count("?") == len(index)
         if ttl is None:
             assert index == ("s", dt.date(2026, 11, 22), 0, 0)  # TTL 0: the entry never expires
         else:
             assert index == ("s", dt.date(2026, 11, 22), 86_400, 86_400 + INDEX_TTL_MARGIN_S)
+    # the partition keys the batches group by are the bound values' first columns
+    plan = plan_upsert(rows, None, T0)
+    assert plan.results[0][:RESULTS_KEY] == ("s", dt.date(2026, 11, 22))
+    assert plan.by_key[0][:BY_KEY_KEY] == ("s", "a", dt.date(2026, 11, 22))
 
 
 def test_one_index_entry_per_stream_and_day() -> None:
@@ -211,11 +253,12 @@ def test_every_statement_parses_with_cqlshs_grammar() -> None:
     pytest.importorskip("cqlshlib.cql3handling", reason="PyPI package cqlsh is not installed")
     cql = [STATEMENTS.create_keyspace, STATEMENTS.drop_keyspace,
            Statements("streamkit").create_keyspace,
-           *STATEMENTS.create_tables.values(), *STATEMENTS.dml().values()]
+           *STATEMENTS.create_tables.values(), *STATEMENTS.dml().values(),
+           *(STATEMENTS.alter_table(t) for t in STATEMENTS.create_tables)]
     rejected = [c for c in cql if not cqlsh_parses(c)]
     assert rejected == []
     # The parser does reject broken CQL (so the check above means something).
-    assert not cqlsh_parses(STATEMENTS.insert_ttl.replace(" USING TTL ?", " TTL ?"))
+    assert not cqlsh_parses(STATEMENTS.insert.replace(" USING TTL ?", " TTL ?"))
     assert not cqlsh_parses(STATEMENTS.create_tables["results"].replace("PRIMARY KEY ((", "KEY (("))
     assert not cqlsh_parses(STATEMENTS.select_day.replace("LIMIT ?", "LIMIT ? ORDER BY day"))
 
@@ -437,3 +480,278 @@ def test_an_index_entry_is_rewritten_at_most_every_ten_minutes() -> None:
     assert store._index_due([today]) == [today]
     store.close()  # forgets what it wrote (a dropped keyspace needs its index again)
     assert store._index_due([today]) == [today]
+
+
+# -- retention past 2038 -------------------------------------------------------------------
+
+
+def test_check_ttl_refuses_an_expiry_past_2038_naming_retention_hours() -> None:
+    from storage.cassandra import CLOCK_SKEW_S, MAX_EXPIRY, MAX_EXPIRY_S, check_ttl
+
+    assert dt.datetime(2038, 1, 19, 3, 14, 6, tzinfo=dt.UTC) == MAX_EXPIRY
+    assert check_ttl(None, T0) == 0
+    assert check_ttl(dt.timedelta(hours=24), T0) == 86_400
+    longest = MAX_EXPIRY_S - to_millis(T0) // 1000 - INDEX_TTL_MARGIN_S - CLOCK_SKEW_S
+    assert check_ttl(dt.timedelta(seconds=longest), T0) == longest
+    with pytest.raises(StoreError) as refused:
+        check_ttl(dt.timedelta(seconds=longest + 1), T0)
+    message = str(refused.value)
+    assert "RETENTION_HOURS=" in message and "2038-01-19T03:14:06Z" in message
+    assert f"at most {longest // 3600}" in message
+    with pytest.raises(StoreError, match="RETENTION_HOURS"):
+        plan_upsert([row("a", T0)], dt.timedelta(seconds=longest + 1), T0)
+    # the same retention is fine when written earlier (the limit is a date, not a length)
+    assert check_ttl(dt.timedelta(seconds=longest + 1), T0 - dt.timedelta(days=1))
+    with pytest.raises(StoreError, match="RETENTION_HOURS"):
+        check_ttl(dt.timedelta(hours=-1), T0)
+    with pytest.raises(StoreError, match="naive"):
+        check_ttl(dt.timedelta(hours=1), dt.datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+# -- one batch per partition ---------------------------------------------------------------
+
+
+def test_rows_are_batched_per_partition_in_order() -> None:
+    from storage.cassandra import partition_batches
+
+    d1, d2 = dt.date(2026, 11, 22), dt.date(2026, 11, 23)
+    params = [("s", d1, 1, "a"), ("s", d2, 2, "a"), ("s", d1, 3, "b"), ("t", d1, 4, "a")]
+    assert partition_batches(params, 2) == [
+        (("s", d1), [("s", d1, 1, "a"), ("s", d1, 3, "b")]),
+        (("s", d2), [("s", d2, 2, "a")]),
+        (("t", d1), [("t", d1, 4, "a")]),
+    ]
+    assert [key for key, _ in partition_batches(params, 3)] == [
+        ("s", d1, 1), ("s", d2, 2), ("s", d1, 3), ("t", d1, 4)]
+
+
+def test_an_oversize_partition_is_split_within_the_bounds() -> None:
+    from storage.cassandra import bound_size, partition_batches
+
+    rows = [("s", "k", i, "x" * 90) for i in range(10)]  # 1 + 1 + 8 + 90 = 100 bytes each
+    assert bound_size(rows[0]) == 100
+    split = partition_batches(rows, 2, max_bytes=350)
+    assert [len(chunk) for _, chunk in split] == [3, 3, 3, 1]
+    assert [r for _, chunk in split for r in chunk] == rows  # in order, none lost
+    assert [len(chunk) for _, chunk in partition_batches(rows, 2, max_rows=4)] == [4, 4, 2]
+    assert [len(c) for _, c in partition_batches(rows, 2, max_bytes=10)] == [1] * 10  # a row alone
+    assert len(partition_batches(rows, 2)) == 1
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A self-signed certificate (PEM) made by openssl, as a CA file."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=streamkit-test-ca", "-keyout", str(folder / "key.pem"),
+                    "-out", str(folder / "ca.pem")], check=True, capture_output=True)
+    return folder / "ca.pem"
+
+
+def test_the_tls_context_verifies_the_server_with_tls_1_2_or_later(ca_pem: Any) -> None:
+    import ssl
+
+    from storage.cassandra import tls_context
+
+    context = tls_context(ca_pem)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert [dict(pair[0] for pair in c["subject"]) for c in context.get_ca_certs()] == [
+        {"commonName": "streamkit-test-ca"}]
+    system = tls_context(None)  # the system's CAs
+    assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    assert system.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_an_unusable_ca_file_names_the_setting(tmp_path: Any) -> None:
+    from storage.cassandra import tls_context
+
+    with pytest.raises(StoreError, match="CASSANDRA_TLS_CA_FILE=.*missing.pem"):
+        tls_context(tmp_path / "missing.pem")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(StoreError, match="CASSANDRA_TLS_CA_FILE"):
+        tls_context(garbage)
+
+
+def test_from_settings_passes_tls_to_the_driver(closed_port: int, ca_pem: Any) -> None:
+    import ssl
+
+    store = store_at(closed_port, CASSANDRA_TLS="true", CASSANDRA_TLS_CA_FILE=str(ca_pem))
+    cluster = store._new_cluster(connect_timeout_s=2.0)
+    try:
+        assert isinstance(cluster.ssl_context, ssl.SSLContext)
+        assert cluster.ssl_context is store.ssl_context
+        assert len(cluster.ssl_context.get_ca_certs()) == 1
+    finally:
+        cluster.shutdown()
+    assert "tls=True" in repr(store)
+    plain = store_at(closed_port)
+    assert plain.ssl_context is None
+
+
+def test_a_password_sent_in_clear_beyond_loopback_is_warned_about(
+        caplog: pytest.LogCaptureFixture, ca_pem: Any) -> None:
+    caplog.set_level(logging.WARNING, logger="storage.cassandra")
+
+    def warned(hosts: list[str], **options: Any) -> bool:
+        caplog.clear()
+        CassandraStore(hosts, **options)
+        return any("unencrypted" in r.getMessage() for r in caplog.records)
+
+    assert warned(["10.1.2.3"], username="kit", password=PASSWORD)
+    assert warned(["127.0.0.1", "cassandra"], username="kit", password=PASSWORD)
+    assert not warned(["127.0.0.1", "localhost", "::1"], username="kit", password=PASSWORD)
+    assert not warned(["10.1.2.3"], username="kit", password=PASSWORD, tls=True,
+                      tls_ca_file=ca_pem)
+    assert not warned(["10.1.2.3"])  # no password, nothing to protect
+    assert PASSWORD not in all_log_text(caplog.records)
+
+
+# -- outage or broken request --------------------------------------------------------------
+
+
+def test_driver_errors_are_told_apart_outage_or_not() -> None:
+    import ssl
+
+    from cassandra import (
+        AuthenticationFailed,
+        ConsistencyLevel,
+        InvalidRequest,
+        OperationTimedOut,
+        ReadTimeout,
+        Unauthorized,
+        Unavailable,
+        UnresolvableContactPoints,
+        WriteTimeout,
+        WriteType,
+    )
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.connection import ConnectionShutdown
+
+    from storage.cassandra import is_unavailable
+
+    outages = [
+        NoHostAvailable("down", {"127.0.0.1:9042": ConnectionRefusedError(111, "refused")}),
+        OperationTimedOut("no answer"),
+        ReadTimeout("slow", consistency=ConsistencyLevel.ONE, required_responses=1,
+                    received_responses=0),
+        WriteTimeout("slow", consistency=ConsistencyLevel.ONE, required_responses=1,
+                     received_responses=0, write_type=WriteType.BATCH),
+        Unavailable("replicas", consistency=ConsistencyLevel.LOCAL_QUORUM, required_replicas=2,
+                    alive_replicas=1),
+        ConnectionShutdown("closed"), ConnectionRefusedError(111, "refused"), TimeoutError(),
+        UnresolvableContactPoints("cassandra"),
+    ]
+    broken = [
+        InvalidRequest("no such table"), Unauthorized("no CREATE right"),
+        AuthenticationFailed("bad password"),
+        NoHostAvailable("auth", {"h": AuthenticationFailed("bad password")}),
+        NoHostAvailable("tls", {"h": ssl.SSLCertVerificationError(1, "certificate verify failed")}),
+        ValueError("a bug"),
+    ]
+    assert [e for e in outages if not is_unavailable(e)] == []
+    assert [e for e in broken if is_unavailable(e)] == []
+
+
+def test_store_unavailable_is_a_retriable_store_error() -> None:
+    from storage.base import StoreUnavailable
+
+    assert issubclass(StoreUnavailable, StoreError)
+    assert StoreUnavailable.retriable and not StoreError.retriable
+    assert "StoreUnavailable" in repr(StoreUnavailable("down"))  # what Spark's error text shows
+
+
+# -- one quick attempt ---------------------------------------------------------------------
+
+
+class RecordingStore(CassandraStore):
+    """The store, remembering every driver Cluster it made."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clusters: list[Any] = []
+
+    def _new_cluster(self, connect_timeout_s: float, control_timeout_s: float = 10.0) -> Any:
+        cluster = super()._new_cluster(connect_timeout_s, control_timeout_s)
+        self.clusters.append(cluster)
+        return cluster
+
+
+def test_one_quick_attempt_fails_fast_as_unavailable(closed_port: int) -> None:
+    from storage.base import StoreUnavailable
+
+    sleeps: list[float] = []
+    store = RecordingStore(["127.0.0.1"], closed_port, connect_timeout_s=60.0,
+                           sleep=sleeps.append)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="1 attempt in") as failure:
+        store.setup(create_schema=False, connect_timeout_s=0)
+    assert time.monotonic() - started < 3
+    assert sleeps == [] and len(store.clusters) == 1
+    assert "CASSANDRA_CONNECT_TIMEOUT_S" in str(failure.value)
+    assert all(c.is_shutdown for c in store.clusters) and store._cluster is None
+
+
+def test_a_server_that_never_answers_fails_one_attempt_within_seconds() -> None:
+    """A port that accepts TCP connections (the kernel's backlog) but never speaks CQL."""
+    from storage.base import StoreUnavailable
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        store = RecordingStore(["127.0.0.1"], silent.getsockname()[1], sleep=lambda _: None)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.setup(connect_timeout_s=0)
+        assert time.monotonic() - started < 8
+        assert all(c.is_shutdown for c in store.clusters) and store._cluster is None
+    finally:
+        silent.close()
+
+
+def test_every_failed_attempt_shuts_its_cluster_down(closed_port: int) -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    store = RecordingStore(["127.0.0.1"], closed_port, connect_timeout_s=1.0, sleep=sleep,
+                           monotonic=lambda: now[0])
+    with pytest.raises(StoreError):
+        store.setup()
+    assert len(store.clusters) >= 3
+    assert all(c.is_shutdown for c in store.clusters)
+
+
+def test_open_store_passes_its_options_and_closes_a_store_that_failed(
+        closed_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage import open_store
+    from storage.base import StoreUnavailable
+
+    made: list[Any] = []
+    original = CassandraStore._new_cluster
+
+    def recording(self: CassandraStore, *args: Any, **kwargs: Any) -> Any:
+        cluster = original(self, *args, **kwargs)
+        made.append(cluster)
+        return cluster
+
+    monkeypatch.setattr(CassandraStore, "_new_cluster", recording)
+    settings = load(environ={"CASSANDRA_HOSTS": "127.0.0.1", "CASSANDRA_PORT": str(closed_port),
+                             "CASSANDRA_CONNECT_TIMEOUT_S": "60"})
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        open_store("cassandra", settings, create_schema=False, connect_timeout_s=0)
+    assert time.monotonic() - started < 3  # one attempt, not the setting's 60 s
+    assert len(made) == 1 and made[0].is_shutdown

@@ -1,4 +1,4 @@
-"""One contract, every store: the same tests for SQLite and, when configured, Cassandra.
+"""One contract, every store: the same tests for SQLite and Cassandra.
 
 Cassandra is the session's node (tests/conftest.py ``cassandra``: the kit's own local node,
 or the server CASSANDRA_HOSTS names); its cases skip only where no node can run (no
@@ -105,11 +105,22 @@ def test_values_round_trip(store: Store) -> None:
 
 
 def test_retention_expires_rows_written_with_a_ttl(store: Store) -> None:
+    """The disk store expires by its clock (advanced here); Cassandra by the server's own
+    clock, so its rows get a TTL of one second and the test waits, with a deadline, until
+    the server has expired them."""
+    from common.waiting import eventually
+
     clock = store.clock  # type: ignore[attr-defined]
-    store.upsert([window("s", "old", 0, n=1)], ttl=dt.timedelta(hours=1))
+    ttl = dt.timedelta(seconds=1) if store.kind == "cassandra" else dt.timedelta(hours=1)
+    store.upsert([window("s", "old", 0, n=1)], ttl=ttl)
     store.upsert([window("s", "kept", 0, n=2)])  # no ttl: kept
+    assert sorted(r.key for r in store.latest("s", 10)) == ["kept", "old"]
     if store.kind == "cassandra":
-        pytest.skip("Cassandra expires by its own clock (USING TTL); not advanced by a test")
+        eventually(lambda: [r.key for r in store.latest("s", 10)] == ["kept"], 15,
+                   "Cassandra to expire the row written with a 1 s TTL", interval_s=0.1)
+        assert [r.key for r in store.latest("s", 10, key="old")] == []  # the key table too
+        assert store.purge_expired() == 0  # nothing left to purge: the server did it
+        return
     clock.now = T0 + dt.timedelta(hours=2)
     assert [r.key for r in store.latest("s", 10)] == ["kept"]
     assert store.purge_expired() == 1
@@ -121,23 +132,52 @@ def test_naive_times_are_refused(store: Store) -> None:
         store.upsert([naive])
 
 
-def test_a_reader_sees_whole_batches_while_a_writer_writes(tmp_path: Path) -> None:
-    """WAL: the display server reads while a job writes; a reader never sees half a batch."""
-    from storage.disk import DiskStore
+@pytest.fixture(params=["disk", "cassandra"])
+def writer_and_reader(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two stores on the same data, as a job and the display server hold them."""
+    made: list[Store] = []
+    if request.param == "disk":
+        from storage.disk import DiskStore
 
-    path = tmp_path / "store.sqlite3"
-    writer = DiskStore(path)
-    writer.setup()
-    reader = DiskStore(path)
-    batches = 200
-    seen_sizes: set[int] = set()
+        made = [DiskStore(tmp_path / "store.sqlite3"), DiskStore(tmp_path / "store.sqlite3")]
+    else:
+        server = request.getfixturevalue("cassandra")
+        from common.settings import load
+        from storage.cassandra import CassandraStore
+
+        settings = load(environ={**os.environ,
+                                 **server.environ(f"test_{uuid.uuid4().hex[:12]}")})
+        made = [CassandraStore.from_settings(settings), CassandraStore.from_settings(settings)]
+    made[0].setup()
+    made[1].setup(create_schema=False)
+    try:
+        yield made[0], made[1]
+    finally:
+        if hasattr(made[0], "drop_keyspace"):
+            made[0].drop_keyspace()
+        for each in made:
+            each.close()
+
+
+def test_a_reader_sees_whole_batches_while_a_writer_writes(
+        writer_and_reader: tuple[Store, Store]) -> None:
+    """The display server reads while a job writes; a reader never sees half a batch.
+
+    SQLite: one transaction per batch (WAL). Cassandra: per partition, one unlogged batch
+    per partition, so the rows of one batch in one partition (here: a stream's day, and a
+    key's day) appear all at once: every read counts a multiple of what a batch writes there.
+    """
+    writer, reader = writer_and_reader
+    batches, keys, windows = 60, 8, 5  # a batch: 40 rows of one day; 5 of each key
+    seen: set[tuple[str, int]] = set()
     errors: list[BaseException] = []
     done = threading.Event()
 
     def read() -> None:
         try:
             while not done.is_set():
-                seen_sizes.add(len(reader.latest("s", 10_000)) % 5)
+                seen.add(("all", len(reader.latest("s", 100_000)) % (keys * windows)))
+                seen.add(("key", len(reader.latest("s", 100_000, key="k3")) % windows))
         except BaseException as e:  # noqa: BLE001 - surfaced below
             errors.append(e)
 
@@ -145,15 +185,14 @@ def test_a_reader_sees_whole_batches_while_a_writer_writes(tmp_path: Path) -> No
     thread.start()
     try:
         for b in range(batches):
-            writer.upsert([window("s", f"k{i}", b * 10) for i in range(5)])
+            writer.upsert([window("s", f"k{k}", (b * windows + w) * 10, b=b)
+                           for k in range(keys) for w in range(windows)])
     finally:
         done.set()
         thread.join()
     assert not errors
-    assert seen_sizes == {0}  # always a multiple of the batch size
-    assert len(reader.latest("s", 10_000)) == batches * 5
-    writer.close()
-    reader.close()
+    assert seen == {("all", 0), ("key", 0)}  # always a multiple of the batch
+    assert len(reader.latest("s", 100_000)) == batches * keys * windows
 
 
 def test_the_database_survives_a_restart(tmp_path: Path) -> None:
