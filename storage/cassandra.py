@@ -141,10 +141,12 @@ failed attempt, and a failed setup, shuts its driver ``Cluster`` down.
 
 TLS: with ``CASSANDRA_TLS=true`` the connection is TLS 1.2 or later, and the server's
 certificate is verified against ``CASSANDRA_TLS_CA_FILE`` (PEM) or the system's CAs,
-host name included: the driver checks the address it connects to (a contact point as
-written, then the addresses the nodes advertise), so the certificate must name those
-(IP addresses as IP subject alternative names). A password sent without TLS to a host
-that is not loopback logs a warning. The password is handed to the driver's
+host name included. The driver resolves contact points to addresses and checks each
+certificate against the IP address it connects to (the nodes it discovers too), so every
+node's certificate must carry its IP address as a subject alternative name: one naming
+only a DNS name fails the check. Verification failures (like refused credentials) are
+StoreError at once, not retried. A password sent without TLS to a host that is not
+loopback logs a warning. The password is handed to the driver's
 ``PlainTextAuthProvider`` and appears in no log line or error message.
 """
 
@@ -513,11 +515,19 @@ def _all_errors(error: BaseException) -> list[BaseException]:
     return [error]
 
 
+def _tls_refused(error: BaseException) -> bool:
+    if isinstance(error, ssl.SSLError):
+        return not isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError)
+    # The driver re-raises a failed TLS handshake as a plain OSError with the text only:
+    # "Tried connecting to [...]. Last error: [SSL: CERTIFICATE_VERIFY_FAILED] ...".
+    text = str(error)
+    return isinstance(error, OSError) and "[SSL: " in text and "EOF" not in text
+
+
 def is_tls_failure(error: BaseException) -> bool:
-    """A refused certificate or a TLS handshake that cannot work (a setting to fix)."""
-    found = _all_errors(error)
-    return all(isinstance(e, ssl.SSLError)
-               and not isinstance(e, ssl.SSLEOFError | ssl.SSLZeroReturnError) for e in found)
+    """A refused certificate or a TLS handshake that cannot work (a setting to fix), not a
+    connection dropped during the handshake."""
+    return all(_tls_refused(e) for e in _all_errors(error))
 
 
 def is_auth_failure(error: BaseException) -> bool:
@@ -541,8 +551,8 @@ def is_unavailable(error: BaseException) -> bool:
 
     if isinstance(error, NoHostAvailable):
         return not (is_auth_failure(error) or is_tls_failure(error))
-    if isinstance(error, ssl.SSLError):
-        return not is_tls_failure(error)
+    if isinstance(error, OSError) and is_tls_failure(error):
+        return False
     return isinstance(error, OperationTimedOut | Timeout | Unavailable | ConnectionException
                       | ConnectionBusy | OverloadedErrorMessage | IsBootstrappingErrorMessage
                       | UnresolvableContactPoints | OSError)

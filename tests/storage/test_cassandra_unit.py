@@ -651,12 +651,18 @@ def test_driver_errors_are_told_apart_outage_or_not() -> None:
                     alive_replicas=1),
         ConnectionShutdown("closed"), ConnectionRefusedError(111, "refused"), TimeoutError(),
         UnresolvableContactPoints("cassandra"),
+        OSError(8, "Last error: [SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation"),
     ]
     broken = [
         InvalidRequest("no such table"), Unauthorized("no CREATE right"),
         AuthenticationFailed("bad password"),
         NoHostAvailable("auth", {"h": AuthenticationFailed("bad password")}),
         NoHostAvailable("tls", {"h": ssl.SSLCertVerificationError(1, "certificate verify failed")}),
+        # how the driver re-raises a failed handshake: the type is lost, the text stays
+        NoHostAvailable("tls", {"h": PermissionError(1, "Tried connecting to [('10.0.0.1', 9042)]."
+                                     " Last error: [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+                                     "verify failed: self-signed certificate (_ssl.c:1006)")}),
+        OSError(1, "Last error: [SSL: WRONG_VERSION_NUMBER] wrong version number"),
         ValueError("a bug"),
     ]
     assert [e for e in outages if not is_unavailable(e)] == []
