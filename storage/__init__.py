@@ -2,7 +2,9 @@
 
 ``open_store(kind, settings)`` returns a set-up store; jobs choose the kind with
 ``--sink`` (or the demo catalogue), the display server opens whichever its
-demos use.
+demos use, with ``create_schema=False`` (it needs no schema rights) and short
+connection attempts (``connect_timeout_s``). Failures are ``storage.base.StoreError``;
+``storage.base.StoreUnavailable`` (a subclass) marks an outage worth retrying later.
 """
 
 from __future__ import annotations

@@ -27,22 +27,10 @@ from storage.cassandra import (
     CassandraStore,
     Statements,
 )
+from tests.storage.test_cassandra_unit import RecordingStore
 
 T0 = dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC)
 SECOND = dt.timedelta(seconds=1)
-
-
-class RecordingStore(CassandraStore):
-    """The store, remembering every driver Cluster it made (to check none is left running)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.clusters: list[Any] = []
-
-    def _new_cluster(self, connect_timeout_s: float, control_timeout_s: float = 10.0) -> Any:
-        cluster = super()._new_cluster(connect_timeout_s, control_timeout_s)
-        self.clusters.append(cluster)
-        return cluster
 
 
 @pytest.fixture(scope="module")

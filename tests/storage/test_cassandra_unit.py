@@ -1,9 +1,10 @@
-"""The Cassandra store without a server: its CQL, its pure parts, and a real failed connection.
+"""The Cassandra store without a server: its CQL, its pure parts, and real failed connections.
 
 Nothing here fakes a server. The connection tests run the real driver against a
 real closed port on 127.0.0.1 (a socket bound but not listening: the kernel
-refuses the connection). The contract itself, against a server, is
-``test_contract.py`` with CASSANDRA_HOSTS set.
+refuses the connection), or a real port that accepts connections and never answers.
+Against a real node: the contract (``test_contract.py``), the store's own behaviour
+(``test_cassandra_server.py``) and TLS (``test_cassandra_tls.py``).
 """
 
 from __future__ import annotations
