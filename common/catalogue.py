@@ -232,6 +232,12 @@ def stream(name: str) -> Stream:
         raise KeyError(f"unknown stream {name!r}; known: {', '.join(STREAMS)}") from None
 
 
+#: The stores, in the order a job starts its queries: the disk first, whose first windows
+#: must never wait for Cassandra (a node that may still be starting).
+STORES = ("disk", "cassandra")
+
+
 def stores_for(stream_name: str) -> tuple[str, ...]:
-    """The stores some demo reads ``stream_name`` from (what a job must write to)."""
-    return tuple(sorted({d.store for d in DEMOS if stream_name in d.streams and d.store}))
+    """The stores some demo reads ``stream_name`` from (what a job must write to), disk first."""
+    wanted = {d.store for d in DEMOS if stream_name in d.streams and d.store}
+    return tuple(store for store in STORES if store in wanted)

@@ -76,7 +76,7 @@ def create_api(display: Any, graph: Callable[[], dict[str, Any]] | None = None) 
 
     @api.get("/demos")
     def demos() -> Response:
-        return jsonify(display.hub.status(display.unavailable))
+        return jsonify(display.status())
 
     @api.get("/streams")
     def streams() -> Response:
@@ -105,6 +105,9 @@ def create_api(display: Any, graph: Callable[[], dict[str, Any]] | None = None) 
         if not display.store_usable(kind):
             return _error(503, f"the {kind} store is not configured here")
         store = display.store(kind)
+        if store is None:  # Cassandra still starting, or down: say so at once, never wait
+            return _error(503, f"the {kind} store is not open yet: "
+                               f"{display.stores.waiting(kind) or 'try again shortly'}")
         if start or end:
             rows = store.range(stream, start or dt.datetime(1, 1, 1, tzinfo=dt.UTC),
                                end or dt.datetime(9999, 1, 1, tzinfo=dt.UTC), key=key, limit=limit)

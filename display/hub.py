@@ -191,7 +191,8 @@ class Hub:
         with self._lock:
             self.clients[namespace] = max(0, self.clients[namespace] - 1)
 
-    def status(self, available: Callable[[catalogue.Demo], str | None]) -> dict[str, Any]:
+    def status(self, available: Callable[[catalogue.Demo], str | None],
+               waiting: Callable[[catalogue.Demo], str | None] | None = None) -> dict[str, Any]:
         """A snapshot for the index page and /api/demos: per demo and per query."""
         with self._lock:
             demos = []
@@ -215,6 +216,7 @@ class Hub:
                     "store": d.store,
                     "available": reason is None,
                     "unavailable_reason": reason,
+                    "waiting_reason": waiting(d) if waiting is not None else None,
                     "live": reason is None and last_update is not None
                     and self._wall() - last_update < 30,
                     "last_update": last_update,

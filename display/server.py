@@ -8,7 +8,9 @@ Socket.IO protocol (any Socket.IO 4 client can use it):
   "records": [...]}`` for raw demos (the most recent records, oldest first);
 * then ``update`` events as results arrive: ``{"stream", "store", "rows",
   "batch_id", "written_at", "pushed_at"}``, or ``{"topic", "records", "pushed_at"}``;
-* a demo whose store is not configured sends ``unavailable``: ``{"reason": ...}``.
+* a demo whose store is not configured sends ``unavailable``: ``{"reason": ...}``;
+* a demo whose store is still opening (Cassandra starting) sends ``waiting``:
+  ``{"reason": ...}`` on connect and every few seconds, then ``history`` once it opens.
 * a demo showing ``nginx_edges`` (/demo9) also gets ``graph`` after ``history`` and after each
   ``nginx_edges`` update: the Vizceral graph of the newest complete window
   (:meth:`display.traffic.TrafficGraph.payload`).
@@ -21,7 +23,6 @@ with ISO 8601 UTC times.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,12 @@ class Display:
     """The app, its Socket.IO server, the hub and the stores, wired by :func:`create_app`."""
 
     def __init__(self, settings: Settings, hub: Hub, stores: dict[str, Any] | None) -> None:
+        from display.stores import StoreOpener
+
         self.settings = settings
         self.hub = hub
-        self._stores = stores if stores is not None else {}
-        self._opened_by_us = stores is None
-        self._lock = threading.Lock()
+        #: The stores, opened without making a request wait (Cassandra in the background).
+        self.stores = StoreOpener(settings, on_open=self._store_opened, given=stores)
         self.feed: Any = None
         self.socketio: SocketIO | None = None
         #: demo number -> its live traffic graph, for the demos that show nginx_edges
@@ -82,23 +84,28 @@ class Display:
         self._by_namespace = {d.namespace: d for d in catalogue.DEMOS}
 
     def store(self, kind: str) -> Any:
-        """The store of ``kind``, opened on first use; None if it cannot be used here."""
-        with self._lock:
-            if kind not in self._stores:
-                if not self._opened_by_us:
-                    return None
-                from storage import open_store
-
-                self._stores[kind] = open_store(kind, self.settings)
-            return self._stores[kind]
+        """The store of ``kind`` if open; None if it cannot be used here or is still opening."""
+        return self.stores.get(kind)
 
     def store_usable(self, kind: str) -> bool:
         """True when the store of ``kind`` can be read here (Cassandra only when configured)."""
-        if kind in self._stores:
-            return True
-        if kind == "cassandra":
-            return self._opened_by_us and self.settings.cassandra_configured()
-        return self._opened_by_us
+        return self.stores.usable(kind)
+
+    def waiting(self, demo: catalogue.Demo) -> str | None:
+        """Why a demo's store is not open yet (Cassandra starting or down), or None."""
+        if demo.store is None or self.unavailable(demo):
+            return None
+        if self.stores.get(demo.store) is not None:
+            return None
+        return self.stores.waiting(demo.store)
+
+    def _store_opened(self, kind: str) -> None:
+        """A store opened in the background: the pages waiting for it get their history."""
+        if self.socketio is None:
+            return
+        for demo in catalogue.DEMOS:
+            if demo.store == kind and self.hub.clients[demo.namespace] > 0:
+                self.socketio.emit("history", self.history(demo), namespace=demo.namespace)
 
     def current_graph(self) -> dict[str, Any]:
         """The current Vizceral graph of the NGINX traffic (empty before any traffic)."""
@@ -111,7 +118,7 @@ class Display:
         payload = traffic.payload()
         if payload is None:  # nothing pushed since the server started: seed from the store
             demo = catalogue.demo(number)
-            store = self.store(demo.store or "disk") if self.store_usable(demo.store or "disk") else None
+            store = self.store(demo.store or "disk")
             if store is not None:
                 rows = store.latest(TRAFFIC_STREAM, HISTORY_ROWS.get(TRAFFIC_STREAM, 1000))
                 traffic.add([r.to_json() for r in rows])
@@ -126,6 +133,10 @@ class Display:
             return ("Cassandra is not configured. Run the full stack (`docker compose up`), "
                     "or set CASSANDRA_HOSTS=host[,host] and restart `make run`.")
         return None
+
+    def status(self) -> dict[str, Any]:
+        """The index's live table (the hub's snapshot, with why a demo is off or waiting)."""
+        return self.hub.status(self.unavailable, self.waiting)
 
     def history(self, demo: catalogue.Demo) -> dict[str, Any]:
         if demo.raw_topic:
@@ -156,9 +167,7 @@ class Display:
     def close(self) -> None:
         if self.feed is not None:
             self.feed.stop()
-        if self._opened_by_us:
-            for store in self._stores.values():
-                store.close()
+        self.stores.close()
 
 
 def _close_websockets_quietly() -> None:
@@ -236,7 +245,7 @@ def _routes(app: Flask, display: Display) -> None:
     @app.get("/")
     def index() -> str:
         return render_template("index.html", demos=catalogue.DEMOS,
-                               status=display.hub.status(display.unavailable))
+                               status=display.status())
 
     @app.get("/demo<int:number>")
     def demo_page(number: int) -> str:
@@ -273,13 +282,13 @@ def _routes(app: Flask, display: Display) -> None:
 
         from display.metrics import metrics_text
 
-        body = metrics_text(lambda: display.hub.status(display.unavailable))
+        body = metrics_text(lambda: display.status())
         return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.get("/api/status")
     def api_status() -> Response:
-        return jsonify(display.hub.status(display.unavailable))
+        return jsonify(display.status())
 
 
 def _sockets(socketio: SocketIO, display: Display) -> None:
@@ -292,6 +301,11 @@ def _sockets(socketio: SocketIO, display: Display) -> None:
             reason = display.unavailable(demo)
             if reason:
                 socketio.emit("unavailable", {"demo": demo.number, "reason": reason},
+                              namespace=demo.namespace, to=request.sid)  # type: ignore[attr-defined]
+                return
+            waiting = display.waiting(demo)
+            if waiting:  # history follows when the store opens (Display._store_opened)
+                socketio.emit("waiting", {"demo": demo.number, "reason": waiting},
                               namespace=demo.namespace, to=request.sid)  # type: ignore[attr-defined]
                 return
             try:
@@ -318,16 +332,25 @@ def _sockets(socketio: SocketIO, display: Display) -> None:
         socketio.on_event("disconnect", on_disconnect, namespace=demo.namespace)
 
     def status_connect(auth: Any = None) -> None:
-        socketio.emit("status", display.hub.status(display.unavailable), namespace="/status",
+        socketio.emit("status", display.status(), namespace="/status",
                       to=request.sid)  # type: ignore[attr-defined]
 
     socketio.on_event("connect", status_connect, namespace="/status")
 
 
 def _status_loop(socketio: SocketIO, display: Display) -> None:
+    ticks = 0
     while True:
         socketio.sleep(1.0)
+        ticks += 1
         try:
-            socketio.emit("status", display.hub.status(display.unavailable), namespace="/status")
+            socketio.emit("status", display.status(), namespace="/status")
+            if ticks % 3 == 0:  # the pages waiting for a store: how long, and why
+                for demo in catalogue.DEMOS:
+                    waiting = (display.waiting(demo)
+                               if display.hub.clients[demo.namespace] > 0 else None)
+                    if waiting:
+                        socketio.emit("waiting", {"demo": demo.number, "reason": waiting},
+                                      namespace=demo.namespace)
         except Exception:
             log.exception("status push failed")

@@ -22,8 +22,11 @@ over), so the mean and standard deviation of age use each group's midpoint
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -121,9 +124,30 @@ def run(spark: SparkSession, ctx: JobContext) -> int:
     )
     for store in ctx.stores_for(STREAMS[0]):
         writer = ctx.writer("census", store, lambda _rows: [], retain=False)
-        writer.write(rows, batch_id=0)
+        write_when_reachable(functools.partial(writer.write, rows, batch_id=0), store)
         log.info("census: wrote %d rows to the %s store", len(rows), store)
     return 0
+
+
+def write_when_reachable(write: Callable[[], None], store: str, patience_s: float = 600.0,
+                         sleep: Callable[[float], None] = time.sleep) -> None:
+    """Run ``write``; while the store is unreachable (Cassandra still starting, or down), try
+    again after 2, 4 ... 30 s, for at most ``patience_s``. Other errors are raised at once."""
+    from storage.base import StoreUnavailable
+
+    deadline = time.monotonic() + patience_s
+    pause = 2.0
+    while True:
+        try:
+            write()
+            return
+        except StoreUnavailable as e:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("census: the %s store is not reachable (%s); trying again in %.0f s",
+                        store, e, pause)
+            sleep(pause)
+            pause = min(30.0, pause * 2)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,10 @@ STOP_BETWEEN_BATCHES_S = 5.0
 #: new Python process a fixed 10 s to connect back (``PythonWorkerFactory``). They are
 #: retried with the same backoff but never end the application.
 TRANSIENT_FAILURES = ("Python worker failed to connect back",)
+#: Failures that say a store is unreachable (storage.base.StoreUnavailable: Cassandra still
+#: starting, restarting or cut off). The query is restarted with backoff for as long as the
+#: outage lasts and never ends the application: the other stores' queries keep running.
+OUTAGE_FAILURES = ("StoreUnavailable",)
 
 
 StartFn = Callable[[SparkSession, "JobContext"], list[StreamingQuery]]
@@ -88,6 +92,11 @@ class JobContext:
     #: How to start each query again, by query name (shared by the contexts of all jobs).
     launchers: dict[str, LaunchFn] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
+    #: One lock per store kind, shared like ``_stores`` by every job's context: several
+    #: queries' first batches open a store at the same time; one opens it, the others wait
+    #: for it (a disk batch never waits for Cassandra's connection).
+    _store_locks: dict[str, threading.Lock] = field(
+        default_factory=lambda: {"disk": threading.Lock(), "cassandra": threading.Lock()})
 
     def read(self, role: str) -> DataFrame:
         """The Kafka records of the topic with this role in ``queue/topics.toml``."""
@@ -123,11 +132,17 @@ class JobContext:
         return tuple(chosen)
 
     def open_store(self, kind: str) -> Any:
-        if kind not in self._stores:
-            from storage import open_store
+        """The store of ``kind``, opened once per application (its schema created if missing).
 
-            self._stores[kind] = open_store(kind, self.settings)
-        return self._stores[kind]
+        Raises StoreError (StoreUnavailable while the server cannot be reached): the
+        calling batch fails and its query is restarted with backoff.
+        """
+        with self._store_locks[kind]:
+            if kind not in self._stores:
+                from storage import open_store
+
+                self._stores[kind] = open_store(kind, self.settings)
+            return self._stores[kind]
 
     def writer(self, stream: str, store: str, to_rows: pipeline.RowsFn,
                retain: bool = True) -> pipeline.ResultWriter:
@@ -221,9 +236,10 @@ class QuerySupervisor:
     restarted after a backoff (1, 2, 4 ... 30 s); its MAX_RESTARTS-th restart within
     RESTART_WINDOW_S is refused and :meth:`check` returns False (give up). A failure
     in :data:`TRANSIENT_FAILURES` (the machine too busy for a new Python process to
-    connect back in 10 s; seen at load average 9-10 on 2 cores) is restarted with the
-    same backoff but never counts toward giving up: ending the application would stop
-    every other query for a failure that goes away with the load.
+    connect back in 10 s; seen at load average 9-10 on 2 cores) or in
+    :data:`OUTAGE_FAILURES` (a store out of reach) is restarted with the same backoff but
+    never counts toward giving up: ending the application would stop every other query
+    for a failure that goes away with the load or the outage.
     """
 
     def __init__(self, launchers: dict[str, LaunchFn], max_restarts: int = MAX_RESTARTS,
@@ -274,16 +290,18 @@ class QuerySupervisor:
                 log.error("query %s was not started with JobContext.launch: cannot restart it",
                           name)
                 return False
-            transient = any(text in str(query.exception()) for text in TRANSIENT_FAILURES)
+            error = str(query.exception())
+            transient = any(text in error for text in TRANSIENT_FAILURES + OUTAGE_FAILURES)
             history = self._transient_restarts if transient else self.restarts
             recent = [t for t in history.get(name, []) if now - t < self._window_s]
             history[name] = recent
             backoff = min(self._max_backoff_s, 2.0 ** min(len(recent), 10))
             if transient:
                 self.transient[name] += 1
-                log.warning("query %s: the machine is too busy to start a Python process in "
-                            "time (%d such failures so far); restarting it in %.0f s",
-                            name, self.transient[name], backoff)
+                why = ("its store cannot be reached" if any(t in error for t in OUTAGE_FAILURES)
+                       else "the machine is too busy to start a Python process in time")
+                log.warning("query %s: %s (%d such failures so far); restarting it in %.0f s",
+                            name, why, self.transient[name], backoff)
             elif len(recent) >= self._max_restarts:
                 log.error("query %s: %d failures within %.0f min: giving up", name,
                           len(recent) + 1, self._window_s / 60)
@@ -352,6 +370,15 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     if settings.kafka_bootstrap_servers is None and starts:
         log.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
         return 2
+    if settings.cassandra_configured() and settings.sink != "disk":
+        from storage.base import StoreError
+        from storage.cassandra import check_ttl
+
+        try:  # refused before Spark starts, not at the first batch
+            check_ttl(dt.timedelta(hours=settings.retention_hours))
+        except StoreError as e:
+            log.error("%s", e)
+            return 2
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     log.info("starting Spark (%s) ...", settings.spark_master)
     spark = session(settings, app_name)
@@ -375,21 +402,26 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
             started = start(spark, ctx.for_job(job))
             queries.watch(started)
             if job in FAST_TRIGGER_JOBS and i < len(starts) - 1:
-                # Its first batch alone, then the others (pipeline.wait_for_first_batch).
+                # Its first batch alone, then the others (pipeline.wait_for_first_batch);
+                # not a Cassandra query's: its first batch waits for the node to answer.
                 for query in started:
-                    pipeline.wait_for_first_batch(query)
+                    if not str(query.name).endswith("@cassandra"):
+                        pipeline.wait_for_first_batch(query)
         names = queries.names
         reporter.announce_ready(names)
         if names:
             log.info("%d queries running: %s", len(names), ", ".join(names))
-        for batch in batches or []:
-            code = batch(spark, ctx)
-            if code != 0:
-                log.error("batch job %s failed with %d", batch.__module__, code)
-                if not names:
+        if not names:  # batch jobs alone: run them and return
+            for batch in batches or []:
+                code = batch(spark, ctx)
+                if code != 0:
+                    log.error("batch job %s failed with %d", batch.__module__, code)
                     return code
-        if not names:
             return 0
+        # Beside streaming queries, the batch jobs run in a thread of their own: one waiting
+        # for a store (Cassandra still starting) must not stop the queries being watched.
+        threading.Thread(target=_run_batches, args=(batches or [], spark, ctx), daemon=True,
+                         name="batch-jobs").start()
         while not stopping.is_set():
             if not queries.check():
                 return 1
@@ -404,6 +436,17 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
         ctx.close()
         reporter.close(wait_for=queries.names)
         spark.stop()
+
+
+def _run_batches(batches: list[BatchFn], spark: SparkSession, ctx: JobContext) -> None:
+    for batch in batches:
+        try:
+            code = batch(spark, ctx)
+        except Exception:  # logged; the streaming queries keep running
+            log.exception("batch job %s failed", batch.__module__)
+            continue
+        if code != 0:
+            log.error("batch job %s failed with %d", batch.__module__, code)
 
 
 #: Spark loggers whose warnings on stopping say nothing: a query stopped between batches has

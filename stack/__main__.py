@@ -1,13 +1,15 @@
 """The whole stream on one machine: ``python -m stack`` (what ``make run`` does).
 
 Starts, in order: the embedded Apache Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS
-is set), the display server, one Spark application running every streaming
-job, the live sources once its first query has started, and the case-report
-ingest (with Locust) once every query has. Prints the URL, shows
+is set), the local Apache Cassandra node (unless CASSANDRA=off or CASSANDRA_HOSTS is
+set; nothing waits for it: the disk demos run while it starts, the Cassandra demos
+fill in once it answers), the display server, one Spark application running every
+streaming job, the live sources once its first query has started, and the
+case-report ingest (with Locust) once every query has. Prints the URL, shows
 progress while Spark starts, then a one-line health summary every few seconds.
 A stage that dies is started again after a backoff (stack.supervisor); one that
 keeps dying stops the stack. Ctrl-C stops everything it started, the stages newest
-first, then the broker; logs stay in DATA_DIR/logs/, and the broker's data, the
+first, then Cassandra and the broker; logs stay in DATA_DIR/logs/, and the broker's data, the
 Spark checkpoints and the stores stay in DATA_DIR for the next start.
 
 Every setting can be given as a flag (``python -m stack --display-port 8080``)
@@ -16,6 +18,7 @@ or an environment variable (``DISPLAY_PORT=8080 make run``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +31,7 @@ from typing import Any
 
 from common import settings as settings_module
 from common import topics
+from common.jvm import JvmError
 from common.logs import setup_logging
 from common.settings import Settings
 from stack.supervisor import Child, GaveUp, Supervisor, become_subreaper
@@ -174,6 +178,56 @@ class StagePublisher:
             log.debug("closing the stage publisher failed", exc_info=True)
 
 
+class CassandraWatch:
+    """Marks the Cassandra node's child ready once CQL answers and the kit's schema exists.
+
+    Runs beside the stack's loop (the disk demos never wait for it) and again after each
+    restart of the node. The keyspace and tables are created here, once the node answers,
+    so that the display server (which only reads) finds them; the jobs' stores create
+    them too if missing (``CREATE ... IF NOT EXISTS``), whoever comes first.
+    """
+
+    def __init__(self, node: Any, child: Child, settings: Settings) -> None:
+        self.node = node
+        self.child = child
+        self.settings = settings
+        self.events: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cassandra-watch")
+        self._thread.start()
+
+    def _run(self) -> None:
+        from storage import open_store
+        from storage.base import StoreError
+
+        while not self._stop.wait(0.5):
+            child = self.child
+            if child.ready or child.exit_code is not None or child.process is None:
+                continue
+            if not self.node.answers():
+                continue
+            try:
+                open_store("cassandra", self.settings).close()
+            except StoreError as e:
+                log.warning("Cassandra answers but creating the kit's schema failed: %s", e)
+                continue
+            child.ready = True
+            with self._lock:
+                self.events.append(
+                    f"Cassandra: ready at {self.node.address} after "
+                    f"{time.monotonic() - child.started_at:.0f} s (log {self.node.log_path})")
+
+    def take_events(self) -> list[str]:
+        with self._lock:
+            events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -244,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor()
     watcher: HealthWatcher | None = None
     stages: StagePublisher | None = None
+    cassandra_watch: CassandraWatch | None = None
     try:
         if settings.embedded_broker:
             from common.broker import EmbeddedBroker
-            from common.jvm import JvmError
 
             broker = EmbeddedBroker.from_settings(settings)
             progress.show("starting the embedded Apache Kafka broker ...")
@@ -269,6 +323,30 @@ def main(argv: list[str] | None = None) -> int:
             kafka.wait_until_ready(bootstrap, settings.broker_ready_timeout_s)
             created = kafka.create_topics(bootstrap, topics.ALL)
             progress.done(f"Kafka: {bootstrap} (created topics: {', '.join(created) or 'none'})")
+
+        if settings.embedded_cassandra:
+            from storage.cassandra_node import CassandraNode
+
+            node = CassandraNode.from_settings(settings)
+            try:
+                node_argv = node.prepare()
+            except JvmError as e:
+                progress.done(f"error: {e}")
+                return 1
+            cassandra_child = supervisor.start(Child(
+                "cassandra", node_argv, node.log_path, dict(os.environ), service=True,
+                needs_ready=True))
+            settings = dataclasses.replace(settings, cassandra_hosts=(node.host,),
+                                           cassandra_port=node.port)
+            cassandra_watch = CassandraWatch(node, cassandra_child, settings)
+            progress.done(f"Cassandra: starting a local Apache Cassandra node at {node.address} "
+                          f"(heap {node.heap}; data {node.data_dir}; log {node.log_path}); the "
+                          "Cassandra demos fill in once it answers")
+        elif settings.cassandra_hosts:
+            progress.done(f"Cassandra: {','.join(settings.cassandra_hosts)} port "
+                          f"{settings.cassandra_port}")
+        else:
+            progress.done("Cassandra: off (CASSANDRA=off); /demo3, /demo6 and /demo8 say so")
 
         stages = StagePublisher(bootstrap)
         watcher = HealthWatcher(bootstrap)
@@ -322,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         meter = kafka_meter()
         while not stopping.is_set():
             events = supervisor.poll()  # raises GaveUp for a stage that keeps failing
+            if cassandra_watch is not None:
+                events += cassandra_watch.take_events()
             for event in events:
                 progress.done(event)
                 if event.startswith("kafka restarted"):
@@ -367,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         progress.done(f"error: {e}")
         return 1
     finally:
+        if cassandra_watch is not None:
+            cassandra_watch.close()
         if watcher is not None:
             watcher.close()
         if stages is not None:

@@ -76,6 +76,10 @@ class Child:
     restart_at: float | None = None
     #: A service the other children use (the broker): stopped after them.
     service: bool = False
+    #: True for a child that is "starting" after each start until someone sets ``ready``
+    #: (the Cassandra node: its process runs seconds before CQL answers).
+    needs_ready: bool = False
+    ready: bool = True
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,7 @@ class Child:
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         self.started_at = time.monotonic()
+        self.ready = not self.needs_ready
 
     @property
     def exit_code(self) -> int | None:
@@ -186,12 +191,19 @@ class Supervisor:
         return events
 
     def states(self) -> list[dict[str, object]]:
-        """Each child's state for health reports: name, running or restarting, restarts."""
-        return [{"name": c.name,
-                 "state": "restarting" if c.restart_at is not None or c.exit_code is not None
-                 else "running",
+        """Each child's state for health reports: name, running, starting (not ready yet) or
+        restarting, restarts, and how long it has been up."""
+        now = time.monotonic()  # Child.started_at's clock
+
+        def state(c: Child) -> str:
+            if c.restart_at is not None or c.exit_code is not None:
+                return "restarting"
+            return "running" if c.ready else "starting"
+
+        return [{"name": c.name, "state": state(c),
                  "restarts": len(c.restarts), "last_exit": c.last_exit,
-                 "pid": c.process.pid if c.process else None}
+                 "pid": c.process.pid if c.process else None,
+                 "up_s": round(now - c.started_at, 1) if c.process else None}
                 for c in self.children]
 
     def start(self, child: Child) -> Child:

@@ -853,7 +853,7 @@ class CassandraStore:
 
     def _new_cluster(self, connect_timeout_s: float, control_timeout_s: float = 10.0) -> Any:
         """A driver ``Cluster`` for the settings (not connected)."""
-        from cassandra import ConsistencyLevel
+        from cassandra import ConsistencyLevel, ProtocolVersion
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -877,6 +877,9 @@ class CassandraStore:
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=connect_timeout_s,
             control_connection_timeout=control_timeout_s,
+            # Protocol v5, what Cassandra 4.0 and later speak: without it the driver offers
+            # newer versions first and logs two warnings on every connection as it steps down.
+            protocol_version=ProtocolVersion.V5,
         )
 
     def _connect(self, timeout_s: float | None = None) -> Any:

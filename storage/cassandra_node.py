@@ -270,17 +270,18 @@ class CassandraNode:
         except OSError:
             return False  # not listening yet: cheaper than the driver's attempt
         from cassandra import ProtocolVersion
-        from cassandra.cluster import Cluster
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import RoundRobinPolicy
 
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                   request_timeout=timeout_s)
         cluster = Cluster([self.host], port=self.port, connect_timeout=timeout_s,
                           control_connection_timeout=timeout_s,
                           protocol_version=ProtocolVersion.V5,
-                          load_balancing_policy=RoundRobinPolicy())
+                          execution_profiles={EXEC_PROFILE_DEFAULT: profile})
         try:
             session = cluster.connect()
-            return session.execute("SELECT release_version FROM system.local",
-                                   timeout=timeout_s).one() is not None
+            return session.execute("SELECT release_version FROM system.local").one() is not None
         except Exception:  # noqa: BLE001 - any driver failure means: not ready yet
             return False
         finally:

@@ -168,8 +168,10 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     port, broker_port, ingest_port = free_port(), free_port(), free_port()
     out = data_dir / "stack.out"
     env = {**os.environ, "DATA_DIR": str(data_dir), "BROKER_PORT": str(broker_port),
-           "DISPLAY_PORT": str(port), "INGEST_PORT": str(ingest_port), "LOG_LEVEL": "info"}
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+           "DISPLAY_PORT": str(port), "INGEST_PORT": str(ingest_port), "LOG_LEVEL": "info",
+           "CASSANDRA_PORT": "0"}  # the stack's own Cassandra node, on a free port
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CASSANDRA_HOSTS", "CASSANDRA"):
+        env.pop(name, None)
     with out.open("wb") as sink:
         process = subprocess.Popen([sys.executable, "-m", "stack"], env=env, stdout=sink,
                                    stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)

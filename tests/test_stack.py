@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import Any
 
@@ -38,6 +39,22 @@ def test_a_windowed_host_metrics_row_arrives_over_socketio(running_stack: Any) -
     assert row["values"]["count"] >= 1
     assert row["window_end"] > row["window_start"]
     assert row["values"]["cpu_user_avg"] is not None
+
+
+def test_the_cassandra_demo_fills_in_from_the_stacks_own_node(running_stack: Any) -> None:
+    """/demo8 is /demo7 stored in the stack's own Cassandra node: history, then pushed rows."""
+    updates: list[dict[str, Any]] = []
+    client = socketio.Client(reconnection=False)
+    client.on("update", lambda data: updates.append(data), namespace="/demo8")
+    client.connect(running_stack.url, namespaces=["/demo8"], transports=["websocket"])
+    try:
+        row = eventually(lambda: next((u["rows"][0] for u in list(updates)
+                                       if u["stream"] == "vmstat_tumbling" and u["rows"]), None),
+                         240, "a windowed vmstat row from Cassandra on /demo8", interval_s=0.2)
+    finally:
+        client.disconnect()
+    assert row["values"]["count"] >= 1
+    assert "Cassandra: ready at 127.0.0.1:" in running_stack.output()
 
 
 def test_raw_host_metrics_reach_demo1(running_stack: Any) -> None:
@@ -151,7 +168,8 @@ def test_each_stage_killed_comes_back_by_itself_and_the_books_still_balance(
     first_kill_us = int(time.time() * 1e6)
     # (stage as the supervisor names it, the process to kill): for Spark its JVM, the heavy
     # part an out-of-memory killer would pick; its Python driver then fails and is restarted.
-    victims = [("kafka", ["kafka.Kafka"]),
+    victims = [("cassandra", ["org.apache.cassandra.service.CassandraDaemon"]),
+               ("kafka", ["kafka.Kafka"]),
                ("processing", ["org.apache.spark.deploy.SparkSubmit"]),
                ("input", ["-m", "input"]),
                ("display", ["-m", "display"])]
@@ -160,6 +178,11 @@ def test_each_stage_killed_comes_back_by_itself_and_the_books_still_balance(
         victim = process_of(marker)
         assert victim is not None, f"no process of {name}"
         victim.send_signal(signal.SIGKILL)
+        if name == "cassandra":
+            # The index shows the node down, then starting, until CQL answers again.
+            eventually(lambda: (stage("cassandra") or {}).get("state") in ("restarting",
+                                                                          "starting"),
+                       30, "the index showing Cassandra's outage", interval_s=0.1)
         if name == "kafka":
             # The index shows the outage while it lasts.
             outage = eventually(lambda: (status() or {}).get("feed_error"), 30,
@@ -214,13 +237,46 @@ def test_each_stage_killed_comes_back_by_itself_and_the_books_still_balance(
                                    for key, start, payload in rows if int(start) in starts})
         return produced, stored
 
+    def in_cassandra(starts: set[int]) -> Windows:
+        """The same windows as the stack's Cassandra node stored them (the /demo8 copy)."""
+        from cassandra.cluster import Cluster
+
+        config = (running_stack.data_dir / "cassandra" / "cassandra.yaml").read_text()
+        port = int(next(line.split(":")[1] for line in config.splitlines()
+                        if line.startswith("native_transport_port:")))
+        cluster = Cluster(["127.0.0.1"], port=port)
+        try:
+            session = cluster.connect()
+            found: Windows = Counter()
+            days = {dt.datetime.fromtimestamp(s / 1e6, dt.UTC).date() for s in starts}
+            for day in days:
+                for row in session.execute(
+                        "SELECT key, window_start, payload FROM streamkit.results "
+                        "WHERE stream = 'vmstat_tumbling' AND day = %s", (day,)):
+                    start = row.window_start.replace(tzinfo=dt.UTC).timestamp()
+                    micros = round(start * 1e6)
+                    if micros in starts:
+                        found[(row.key, micros)] = int(json.loads(row.payload)["count"])
+            return found
+        finally:
+            cluster.shutdown()
+
+    def balanced() -> tuple[Windows, Windows, Windows] | None:
+        produced, stored = windows()
+        if produced != stored or max((s for _, s in produced), default=0) <= first_kill_us:
+            return None
+        copy = in_cassandra({start for _, start in produced})
+        return (produced, stored, copy) if copy == stored else None
+
     try:
-        produced, stored = eventually(
-            lambda: (w := windows())[0] == w[1] and max((s for _, s in w[0]), default=0) > first_kill_us and w,
-            180, "every record counted once in its window, up to after the kills", interval_s=2)
+        produced, stored, copy = eventually(
+            balanced, 240, "every record counted once in its window, up to after the kills, "
+            "in SQLite and in Cassandra", interval_s=2)
     except DeadlineExceeded:
         produced, stored = windows()
+        copy = in_cassandra({start for _, start in produced})
         raise AssertionError(f"Kafka minus store: {produced - stored}; store minus Kafka: "
-                             f"{stored - produced}") from None
+                             f"{stored - produced}; SQLite minus Cassandra: {stored - copy}; "
+                             f"Cassandra minus SQLite: {copy - stored}") from None
     assert len(produced) >= 3, produced  # windows from before, during and after the kills
-    assert sum(produced.values()) == sum(stored.values())
+    assert sum(produced.values()) == sum(stored.values()) == sum(copy.values())

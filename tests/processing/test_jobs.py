@@ -271,3 +271,15 @@ def test_the_other_jobs_queries_run_on_other_trigger_seconds(
     case_reports.start(spark, ctx.for_job("case_reports"))
     assert len(triggers) == 3
     assert set(triggers.values()) == {10.0}, triggers
+
+
+def test_a_retention_cassandra_cannot_keep_is_refused_before_spark_starts(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    from processing.jobs import run_jobs
+
+    # 120,000 h (under the 20-year TTL limit) from now ends in 2040, past 2038-01-19.
+    code = run_jobs("test", [], "test", argv=["--cassandra-hosts", "127.0.0.1",
+                                               "--retention-hours", "120000"])
+    assert code == 2
+    logged = capfd.readouterr().err
+    assert "RETENTION_HOURS=120000" in logged and "2038-01-19" in logged

@@ -25,16 +25,18 @@ pytestmark = pytest.mark.spark
 class Writer:
     """foreachBatch function that raises for its first ``failures`` batches."""
 
-    def __init__(self, failures: int, message: str = "on purpose") -> None:
+    def __init__(self, failures: int, message: str = "on purpose",
+                 error: type[Exception] = RuntimeError) -> None:
         self.failures = failures
         self.message = message
+        self.error = error
         self.failed: list[int] = []
         self.written: list[int] = []
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if len(self.failed) < self.failures:
             self.failed.append(batch_id)
-            raise RuntimeError(f"failing batch {batch_id}: {self.message}")
+            raise self.error(f"failing batch {batch_id}: {self.message}")
         self.written.append(batch_id)
 
 
@@ -106,10 +108,15 @@ def test_a_query_that_keeps_failing_makes_the_supervisor_give_up(
         supervisor.stop_all()
 
 
-def test_failures_of_an_overloaded_machine_never_make_it_give_up(
-    spark: SparkSession, tmp_path: Path
+@pytest.mark.parametrize("failure", ["overloaded", "store unreachable"])
+def test_failures_of_an_overloaded_machine_or_an_unreachable_store_never_make_it_give_up(
+    spark: SparkSession, tmp_path: Path, failure: str
 ) -> None:
-    starved = Writer(failures=4, message="Python worker failed to connect back.")
+    from storage.base import StoreUnavailable
+
+    starved = (Writer(failures=4, message="Python worker failed to connect back.")
+               if failure == "overloaded" else
+               Writer(failures=4, message="cannot connect to Cassandra", error=StoreUnavailable))
     launches: list[str] = []
     launchers = {"starved": launcher(spark, "starved", tmp_path / "starved", starved, launches)}
     supervisor = QuerySupervisor(launchers, max_restarts=2, max_backoff_s=0.2)

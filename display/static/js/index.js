@@ -14,6 +14,7 @@
       if (!tr) continue;
       const badge = document.createElement("span");
       if (!d.available) { badge.className = "badge off"; badge.textContent = "not configured"; badge.title = d.unavailable_reason; }
+      else if (d.waiting_reason) { badge.className = "badge idle"; badge.textContent = "starting"; badge.title = d.waiting_reason; }
       else if (d.live) { badge.className = "badge live"; badge.textContent = "live"; }
       else { badge.className = "badge idle"; badge.textContent = "waiting"; }
       tr.querySelector(".state").replaceChildren(badge);

@@ -142,14 +142,28 @@
     socket.on("connect_error", () => setState("disconnected", "server unreachable"));
     const events = new Set(["history", "update", "status", ...Object.keys(handlers)]);
     events.delete("unavailable");
+    events.delete("waiting");
+    const box = document.getElementById("unavailable");
     for (const event of events) {
       socket.on(event, (data) => {
         if (event !== "status") touched(data);
+        if (event === "history" && box && box.dataset.waiting) {  // the store opened
+          box.hidden = true;
+          delete box.dataset.waiting;
+        }
         if (handlers[event]) handlers[event](data);
       });
     }
+    // The demo's store is still opening (Cassandra starting): say so; history follows.
+    socket.on("waiting", (data) => {
+      if (!box) return;
+      box.hidden = false;
+      box.dataset.waiting = "1";
+      box.querySelector("h2").textContent = "Starting";
+      box.querySelector("p").textContent = data.reason;
+      if (handlers.waiting) handlers.waiting(data);
+    });
     socket.on("unavailable", (data) => {
-      const box = document.getElementById("unavailable");
       if (box) {
         box.hidden = false;
         box.querySelector("p").textContent = data.reason;
