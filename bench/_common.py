@@ -257,7 +257,10 @@ def in_process_spark_settings(prefix: str) -> Any:
 
 
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",)}
+    """This environment for a child, less the addresses of servers elsewhere (a benchmark
+    measures its own broker and Cassandra node), with ``DATA_DIR`` and ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CASSANDRA_HOSTS")}
     env.update({"DATA_DIR": str(data_dir), "SPARK_LOCAL_IP": "127.0.0.1",
                 "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "info"})
     env.update(extra)
@@ -265,20 +268,28 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class Stack:
-    """``python -m stack`` (what ``make run`` runs) on free loopback ports in the workspace."""
+    """``python -m stack`` (what ``make run`` runs) on free loopback ports in the workspace.
+
+    With ``cassandra`` (the default, as in ``make run``) the stack starts its own Cassandra
+    node on a free CQL port (``CASSANDRA_PORT=0``: a developer's own node on 9042 does not
+    clash); without it, ``CASSANDRA=off`` (no node, no Cassandra queries).
+    """
 
     def __init__(self, ws: Workspace, name: str = "stack", no_spark: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cassandra: bool = True) -> None:
         self.ws = ws
         self.data_dir = ws.path(name)
         self.data_dir.mkdir()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cassandra = cassandra
         self.env = base_env(self.data_dir, BROKER_PORT="0", DISPLAY_HOST="127.0.0.1",
                             DISPLAY_PORT=str(self.port), INGEST_HOST="127.0.0.1",
-                            INGEST_PORT=str(free_port()), **(env or {}))
+                            INGEST_PORT=str(free_port()), CASSANDRA="on" if cassandra else "off",
+                            CASSANDRA_PORT="0", **(env or {}))
         self.no_spark = no_spark
         self.lines: list[str] = []
+        self.line_times: list[float] = []  # time.time() of each line's arrival
         self.proc: subprocess.Popen[str] | None = None
         self.started = 0.0
 
@@ -293,6 +304,7 @@ class Stack:
         assert self.proc is not None and self.proc.stdout is not None
         with self.ws.path(f"{self.data_dir.name}.stdout").open("w") as copy:
             for line in self.proc.stdout:
+                self.line_times.append(time.time())
                 self.lines.append(line.rstrip())
                 copy.write(line)
                 copy.flush()
@@ -301,6 +313,22 @@ class Stack:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"the stack exited with {self.proc.returncode}:\n"
                                + "\n".join(self.lines[-30:]))
+
+    def said(self, pattern: str) -> tuple[float, re.Match[str]] | None:
+        """(arrival time, match) of the first line of the stack's output matching ``pattern``."""
+        for stamp, line in zip(list(self.line_times), list(self.lines), strict=False):
+            match = re.search(pattern, line)
+            if match:
+                return stamp, match
+        return None
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """The end of one of the stack's logs (``DATA_DIR/logs/<name>.log``)."""
+        path = self.data_dir / "logs" / f"{name}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return f"(no {path})"
 
     def bootstrap(self, timeout_s: float = 60) -> str:
         def found() -> str | None:
@@ -440,7 +468,7 @@ class Health:
                 if msg.error() is not None or msg.value() is None:
                     continue
                 with contextlib.suppress(ValueError):
-                    value = json.loads(msg.value())
+                    value = json.loads(msg.value() or b"")
                     if value.get("kind") == "ready":
                         self.ready = list(value.get("queries") or [])
                     elif value.get("kind") == "query_progress" and not value.get("idle"):
@@ -470,10 +498,17 @@ class Health:
 # -- memory
 
 
+#: The kinds of process that are a JVM: the broker, the Cassandra node, Spark's JVM.
+JVM_KINDS = ("broker", "cassandra", "JVM")
+
+
 def _kind(cmdline: list[str]) -> str:
+    """What a process is, from its command line (the by-kind memory and CPU breakdowns)."""
     text = " ".join(cmdline)
     if "kafka.Kafka" in text:
         return "broker"
+    if "org.apache.cassandra.service.CassandraDaemon" in text:
+        return "cassandra"
     if "java" in os.path.basename(cmdline[0] if cmdline else ""):
         return "JVM"
     if "pyspark" in text:
@@ -494,10 +529,10 @@ def _kind(cmdline: list[str]) -> str:
 
 
 def without_spawns_in_flight(procs: Sequence[Any]) -> list[Any]:
-    """``procs`` less the JVM's children that are still a copy of the JVM.
+    """``procs`` less the JVMs' children that are still a copy of their JVM.
 
-    The JVM starts a process (Hadoop's ``chmod`` for each checkpoint file, several a
-    micro-batch) through a child that is, until it calls exec, the JVM itself: same
+    A JVM starts a process (Spark's: Hadoop's ``chmod`` for each checkpoint file, several
+    a micro-batch) through a child that is, until it calls exec, the JVM itself: same
     executable, and every page of the JVM resident in it, shared. Sampled in that
     moment, it counted the JVM twice (the "spikes" of +800 MiB seen in some runs).
     """
@@ -508,7 +543,8 @@ def without_spawns_in_flight(procs: Sequence[Any]) -> list[Any]:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             parent = by_pid.get(proc.ppid())
-            if parent is not None and _kind(parent.cmdline()) == "JVM" and proc.exe() == parent.exe():
+            if (parent is not None and _kind(parent.cmdline()) in JVM_KINDS
+                    and proc.exe() == parent.exe()):
                 continue
             kept.append(proc)
     return kept
@@ -518,7 +554,8 @@ class MemorySampler:
     """Sums the resident memory of some processes and all their descendants, every second.
 
     RSS counts shared pages once per process (the forked Python workers share much),
-    so PSS (shared pages divided among their users) is sampled too, every 5 s.
+    so PSS (shared pages divided among their users) is sampled too, every 5 s. Both
+    are also kept per kind of process (:func:`_kind`: broker, cassandra, JVM, ...).
     """
 
     def __init__(self, roots: Sequence[int], interval_s: float = 1.0) -> None:
@@ -526,6 +563,7 @@ class MemorySampler:
         self.interval_s = interval_s
         self.samples: list[tuple[float, int, dict[str, int]]] = []  # (monotonic, rss, by kind)
         self.pss: list[tuple[float, int]] = []
+        self.pss_kinds: list[dict[str, int]] = []  # by kind, one per entry of ``pss``
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -557,6 +595,7 @@ class MemorySampler:
             kinds: dict[str, int] = {}
             want_pss = now - last_pss >= 5
             pss = 0
+            pss_kinds: dict[str, int] = {}
             for proc in self.processes():
                 with contextlib.suppress(psutil.Error):
                     rss = proc.memory_info().rss
@@ -564,11 +603,14 @@ class MemorySampler:
                     kind = _kind(proc.cmdline())
                     kinds[kind] = kinds.get(kind, 0) + rss
                     if want_pss:
-                        pss += proc.memory_full_info().pss
+                        one = proc.memory_full_info().pss
+                        pss += one
+                        pss_kinds[kind] = pss_kinds.get(kind, 0) + one
             self.samples.append((now, total, kinds))
             if want_pss:
                 last_pss = now
                 self.pss.append((now, pss))
+                self.pss_kinds.append(pss_kinds)
 
     def stop(self) -> None:
         self._stop.set()
@@ -578,17 +620,30 @@ class MemorySampler:
         return self.samples[-1][1] / 2**20 if self.samples else 0.0
 
     def report(self, start: float, end: float) -> dict[str, Any]:
-        """Peak over everything sampled; steady = median within [start, end]."""
+        """Peak over everything sampled; steady = median within [start, end].
+
+        The by-kind breakdowns are those of the peak's sample (RSS and PSS each), and
+        the steady PSS by kind each kind's median within [start, end].
+        """
         mib = 2**20
         window = [s for s in self.samples if start <= s[0] <= end]
-        pss_window = [p for t, p in self.pss if start <= t <= end]
+        pss_window = [(p, k) for (t, p), k in zip(self.pss, self.pss_kinds, strict=False)
+                      if start <= t <= end]
         peak = max(self.samples, key=lambda s: s[1]) if self.samples else (0, 0, {})
+        peak_pss = max(zip(self.pss, self.pss_kinds, strict=False), key=lambda x: x[0][1],
+                       default=((0.0, 0), {}))
+        kinds = sorted({k for _, by_kind in pss_window for k in by_kind})
         return {
             "peak_rss_mib": round(peak[1] / mib),
             "steady_rss_mib": round(statistics.median(s[1] for s in window) / mib) if window else None,
-            "peak_pss_mib": round(max((p for _, p in self.pss), default=0) / mib),
-            "steady_pss_mib": round(statistics.median(pss_window) / mib) if pss_window else None,
+            "peak_pss_mib": round(peak_pss[0][1] / mib),
+            "steady_pss_mib": (round(statistics.median(p for p, _ in pss_window) / mib)
+                               if pss_window else None),
             "peak_rss_by_kind_mib": {k: round(v / mib) for k, v in sorted(peak[2].items())},
+            "peak_pss_by_kind_mib": {k: round(v / mib) for k, v in sorted(peak_pss[1].items())},
+            "steady_pss_by_kind_mib": {
+                k: round(statistics.median(by_kind.get(k, 0) for _, by_kind in pss_window) / mib)
+                for k in kinds},
         }
 
 

@@ -254,7 +254,7 @@ class Baseline:
                     break
                 next_tick = max(next_tick + trigger, time.monotonic()) if trigger else 0
                 started = time.time()
-                messages = []
+                messages: list[Any] = []
                 while len(messages) < self.max_rows:
                     got = consumer.consume(min(100_000, self.max_rows - len(messages)), 0)
                     if not got:

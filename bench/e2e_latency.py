@@ -1,35 +1,51 @@
 """Benchmark: end-to-end latency, start-up time and memory of the embedded stack, and the baseline's.
 
-Two runs, each on a fresh stack started as ``make run`` starts it (``python -m stack``,
-its own embedded broker on a free port, its own data directory, loopback only):
+Runs, each on a fresh stack started as ``make run`` starts it (``python -m stack``, its
+own embedded broker on a free port, its own Cassandra node on a free port unless
+Cassandra is off, its own data directory, loopback only):
 
-1. **Spark** (the stack with every job): a Socket.IO client connects to /demo1 (raw host
-   metrics) and /demo7 (host-metric windows) as soon as the display server answers;
+1. **Spark** (the stack with every job, Cassandra on as in ``make run``): a Socket.IO
+   client connects to /demo1 (raw host metrics), /demo7 (host-metric windows read from
+   SQLite, "disk") and /demo8 (the same stream, ``vmstat_tumbling``, written by its own
+   Spark query to Cassandra and read from there) as soon as the display server answers;
    the time from the start of ``python -m stack`` (plus ``make``'s own check of the
-   set-up) to the first ``vmstat_tumbling`` update it receives is the start-up time.
-   Then the kit's own producer loop (``input.base.Source`` through ``KafkaSink``,
-   which stamps ``produced_at``) adds RATE host-metric records/s (default 1,000, 24
-   hosts) for a warm-up (default 120 s: a fresh JVM's JIT compiler works for minutes), the
-   measured time (default 60 s) and 5 s more.
-2. **Baseline**: the same with ``python -m stack --no-spark`` and ``bench/baseline.py``
-   (one plain Python consumer doing the same windows into the same store and results).
+   set-up) to the first ``vmstat_tumbling`` update on /demo7 is the start-up time (the
+   disk demo must not wait for Cassandra); the first one on /demo8 is shown too. Once
+   every query runs and /demo8 has had its first update, the kit's own producer loop
+   (``input.base.Source`` through ``KafkaSink``, which stamps ``produced_at``) adds RATE
+   host-metric records/s (default 1,000, 24 hosts) for a warm-up (default 120 s: a fresh
+   JVM's JIT compiler works for minutes), the measured time (default 60 s) and 5 s more.
+   With ``--cassandra off`` the same with ``CASSANDRA=off`` (no node, no /demo8); with
+   ``--cassandra both``, both runs (the off run's figures as ``cassandra_off_*``).
+2. **Baseline**: the same with ``python -m stack --no-spark`` (``CASSANDRA=off``: it does
+   not use it) and ``bench/baseline.py`` (one plain Python consumer doing the same windows
+   into the same store and results).
 
 Latency of an event = arrival at the client of the first ``vmstat_tumbling`` update whose
-batch included it, minus the event's produce time. An update carries ``timing.produced_at``,
+batch included it, minus the event's produce time; measured the same way on /demo7 and
+/demo8, each from its own query's updates. An update carries ``timing.produced_at``,
 the newest produce time of its batch's input, so every event produced up to then is in
 it or in an earlier update; the producer saves every produce time, hence one latency per
 event produced in the measured minute (produce times have 1 ms resolution). Also shown:
 the newest event's latency per update and where it went (broker, Spark, store, server,
-client). Raw path: every raw record on /demo1 (producer -> Kafka -> server -> client).
+client); "stored -> server push" is the server's push time minus the time the job had
+written the batch to its store. Raw path: every raw record on /demo1 (producer -> Kafka
+-> server -> client).
 
-Memory: every process of the stack (broker, JVM, Python workers, sources, display
-server, ...) and the load producer, summed every second (RSS; PSS every 5 s); steady =
-median over the measured minute. The benchmark's own client is not counted.
+Memory: every process of the stack (broker, Cassandra node, Spark's JVM, Python workers,
+sources, display server, ...) and the load producer, summed every second (RSS; PSS every
+5 s), also by kind of process; steady = median over the measured minute. The benchmark's
+own client is not counted.
 
-Run: ``.venv/bin/python bench/e2e_latency.py [--quick] [--only spark|baseline]``.
-Prints progress, then tables; the last line is one JSON object (``e2e_p50_s``,
-``e2e_p95_s``, ``raw_p95_ms``, ``peak_rss_mib``, ``peak_pss_mib``, ``first_update_s``, the baseline's
-figures as ``baseline_*`` and ``latency_ratio_p50`` = Spark / baseline).
+Run: ``.venv/bin/python bench/e2e_latency.py [--quick] [--only spark|baseline]
+[--cassandra on|off|both]``. Prints progress, then tables; the last line is one JSON
+object: for /demo7 (disk) ``e2e_p50_s``, ``e2e_p95_s``, ``stored_pushed_p50_s``,
+``stored_pushed_p95_s``; for /demo8 (Cassandra) ``e2e_cassandra_p50_s``,
+``e2e_cassandra_p95_s``, ``stored_pushed_cassandra_p50_s``, ``stored_pushed_cassandra_p95_s``,
+``e2e_cassandra_minus_disk_p95_s``; ``raw_p95_ms``, ``peak_rss_mib``, ``peak_pss_mib`` (the
+whole stack, with Cassandra when ``cassandra`` is "on"), ``first_update_s``,
+``first_update_cassandra_s``; the baseline's figures as ``baseline_*`` and
+``latency_ratio_p50`` = Spark / baseline.
 """
 
 from __future__ import annotations
@@ -39,6 +55,7 @@ import bisect
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +84,31 @@ from bench._common import (
 from common.records import parse_time
 
 TAIL_S = 5.0
+STREAM = "vmstat_tumbling"
+#: The demo each store's windows of STREAM are read on: (namespace, store).
+DISK = ("/demo7", "disk")
+CASSANDRA = ("/demo8", "cassandra")
+STAGES = ("produced -> broker", "broker -> foreachBatch", "foreachBatch -> stored",
+          "stored -> server push", "server push -> client", "newest event -> client")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stack to measure: Spark or the baseline, with or without Cassandra."""
+
+    engine: str  # "spark" or "baseline"
+    cassandra: bool
+
+    @property
+    def name(self) -> str:
+        if self.cassandra or self.engine == "baseline":  # the baseline never uses Cassandra
+            return self.engine
+        return f"{self.engine}-cassandra-off"
+
+    @property
+    def demos(self) -> list[tuple[str, str]]:
+        """The (namespace, store) demos of STREAM measured: /demo7, and /demo8 with Cassandra."""
+        return [DISK, CASSANDRA] if self.cassandra else [DISK]
 
 
 def ts(text: str | None) -> float | None:
@@ -108,10 +150,26 @@ def per_event(events: list[float], updates: list[tuple[float, float]]
     return out
 
 
-def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
-    spark = engine == "spark"
-    say(f"[{engine}] starting python -m stack{'' if spark else ' --no-spark'} ...")
-    stack = Stack(ws, name=engine, no_spark=not spark,
+def stream_updates(listener: Listener, demo: tuple[str, str], stream: str = STREAM
+                   ) -> list[tuple[float, dict[str, Any]]]:
+    """The updates of ``stream`` from the demo's store that say when their input was produced."""
+    ns, store = demo
+    return [(t, d) for t, d in listener.updates(ns) if d.get("stream") == stream
+            and d.get("store") == store and (d.get("timing") or {}).get("produced_at")]
+
+
+def newest_produced(listener: Listener, demo: tuple[str, str]) -> float:
+    """The newest produce time any update of the demo has covered (0 before the first)."""
+    return max((ts(d["timing"]["produced_at"]) or 0.0 for _, d in stream_updates(listener, demo)),
+               default=0.0)
+
+
+def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
+    spark = spec.engine == "spark"
+    name = spec.name
+    say(f"[{name}] starting python -m stack{'' if spark else ' --no-spark'} "
+        f"(CASSANDRA={'on' if spec.cassandra else 'off'}) ...")
+    stack = Stack(ws, name=name, no_spark=not spark, cassandra=spec.cassandra,
                   env={"TRIGGER_SECONDS": str(args.trigger)})
     stack.start()
     started_wall = time.time()
@@ -119,14 +177,15 @@ def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     load: Load | None = None
     baseline: subprocess.Popen[Any] | None = None
     mem: MemorySampler | None = None
+    first_cassandra_s: float | None = None
     try:
         bootstrap = stack.bootstrap()
         assert stack.proc is not None
         mem = MemorySampler([stack.proc.pid]).start()
         stack.wait_display()
-        listener = Listener(stack.url, ["/demo1", "/demo7"])
+        listener = Listener(stack.url, ["/demo1", *(ns for ns, _ in spec.demos)])
         listener.connect()
-        say(f"[{engine}] broker {bootstrap}, display {stack.url}: client connected after "
+        say(f"[{name}] broker {bootstrap}, display {stack.url}: client connected after "
             f"{time.time() - started_wall:.1f} s")
         if not spark:
             baseline = ws.start([PY, str(BASELINE_SCRIPT)], "baseline.log",
@@ -134,21 +193,26 @@ def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
                                              TRIGGER_SECONDS=str(args.trigger)))
             mem.add(baseline.pid)
 
-        def first() -> float | None:
+        def first(demo: tuple[str, str]) -> float | None:
             if baseline is not None and baseline.poll() is not None:
                 raise RuntimeError(f"the baseline exited with {baseline.returncode}")
-            return listener.first_update("/demo7", "vmstat_tumbling") if listener else None
+            ups = stream_updates(listener, demo) if listener else []
+            return ups[0][0] if ups else None
 
-        def waiting() -> None:
-            stack.check()
-            elapsed = time.time() - started_wall
-            if int(elapsed * 10) % 50 == 0:
-                say(f"[{engine}] waiting for the first windowed update ... {elapsed:.0f} s")
+        def waiting(what: str) -> Any:
+            def check() -> None:
+                stack.check()
+                elapsed = time.time() - started_wall
+                if int(elapsed * 10) % 50 == 0:
+                    say(f"[{name}] waiting for {what} ... {elapsed:.0f} s")
 
-        first_at = wait_for(first, args.startup_timeout, "the first vmstat_tumbling update",
-                            check=waiting)
+            return check
+
+        first_at = wait_for(lambda: first(DISK), args.startup_timeout,
+                            f"the first {STREAM} update on /demo7",
+                            check=waiting("the first windowed update on /demo7"))
         first_update_s = first_at - started_wall
-        say(f"[{engine}] first vmstat_tumbling update on /demo7 after {first_update_s:.1f} s")
+        say(f"[{name}] first {STREAM} update on /demo7 (disk) after {first_update_s:.1f} s")
         if spark:
             # Measure the steady state: the stack starts its queries one by one.
             log_file = stack.data_dir / "logs" / "processing.log"
@@ -158,11 +222,25 @@ def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
 
             wait_for(all_running, args.startup_timeout, "every query of the stack running",
                      check=stack.check, interval_s=0.5)
-            say(f"[{engine}] every query running after {time.time() - started_wall:.1f} s")
+            say(f"[{name}] every query running after {time.time() - started_wall:.1f} s")
+        if spec.cassandra:
+            try:
+                at = wait_for(lambda: first(CASSANDRA), args.startup_timeout,
+                              f"the first {STREAM} update on /demo8 (Cassandra)",
+                              check=waiting("Cassandra and the first update on /demo8"))
+                first_cassandra_s = at - started_wall
+                ready = stack.said(r"Cassandra: ready at \S+ after (\d+) s")
+                say(f"[{name}] first {STREAM} update on /demo8 (Cassandra) after "
+                    f"{first_cassandra_s:.1f} s (the stack: Cassandra ready after "
+                    f"{ready[1].group(1) + ' s' if ready else '?'})")
+            except TimeoutError as error:  # the disk figures still count; the logs are kept
+                ws.failed = True
+                say(f"[{name}] {error}; Cassandra's log ends with:\n{stack.log_tail('cassandra')}"
+                    f"\nprocessing.log ends with:\n{stack.log_tail('processing')}")
 
         total = args.warmup + args.seconds + TAIL_S
-        times_file = ws.path(f"{engine}-produce-times.txt")
-        load = Load(ws, bootstrap, args.rate, total, mode="kit", name=f"{engine}-load",
+        times_file = ws.path(f"{name}-produce-times.txt")
+        load = Load(ws, bootstrap, args.rate, total, mode="kit", name=f"{name}-load",
                     times_out=times_file)
         mem.add(load.proc.pid)
         load_started = time.monotonic()
@@ -176,14 +254,16 @@ def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
             now = time.monotonic()
             if now >= next_report:
                 next_report += 5
-                ups = [u for u in listener.updates("/demo7") if u[1].get("stream") == "vmstat_tumbling"]
-                fresh = (ups[-1][0] - (ts(ups[-1][1].get("timing", {}).get("produced_at")) or 0)
-                         if ups else float("nan"))
+                parts = []
+                for demo in spec.demos:
+                    ups = stream_updates(listener, demo)
+                    fresh = (ups[-1][0] - (ts(ups[-1][1]["timing"]["produced_at"]) or 0)
+                             if ups else float("nan"))
+                    parts.append(f"{demo[0]} {len(ups)} updates ({fresh:.2f} s)")
                 phase = "warm-up" if now < measure_start else "measuring" if now < measure_end else "tail"
-                say(f"[{engine}] {phase} {now - load_started:5.0f}/{total:.0f} s: "
-                    f"{load.acked:,} records acked, {len(ups)} window updates "
-                    f"(newest event {fresh:.2f} s old on arrival), "
-                    f"memory {mem.current_mib():,.0f} MiB")
+                say(f"[{name}] {phase} {now - load_started:5.0f}/{total:.0f} s: "
+                    f"{load.acked:,} records acked; {', '.join(parts)} "
+                    f"(newest event's age on arrival); memory {mem.current_mib():,.0f} MiB")
                 if measure_start <= now <= measure_end:
                     loads.append(loadavg())
             time.sleep(0.2)
@@ -191,17 +271,13 @@ def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         times = [float(x) for x in times_file.read_text().split()]
         t0 = times[0]
         window = [t for t in times if t0 + args.warmup <= t < t0 + args.warmup + args.seconds]
-        last = window[-1]
-
-        def covered() -> bool:
-            ups = [ts(d.get("timing", {}).get("produced_at")) or 0 for _, d in
-                   listener.updates("/demo7") if d.get("stream") == "vmstat_tumbling"]
-            return bool(ups) and max(ups) >= int(last * 1000) / 1000
+        last = int(window[-1] * 1000) / 1000
+        measured = [d for d in spec.demos if d != CASSANDRA or first_cassandra_s is not None]
         try:
-            wait_for(covered, 120, "the update covering the last measured event",
-                     check=stack.check)
+            wait_for(lambda: all(newest_produced(listener, d) >= last for d in measured), 120,
+                     "the updates covering the last measured event", check=stack.check)
         except TimeoutError as error:  # reported as uncovered events, not a crash
-            say(f"[{engine}] {error}")
+            say(f"[{name}] {error}")
         time.sleep(1.0)
         steady_end = time.monotonic()
     finally:
@@ -215,45 +291,59 @@ def run(engine: str, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
             from bench._common import stop_process
 
             stop_process(baseline, grace_s=20)
-        say(f"[{engine}] stopping the stack (Ctrl-C) ...")
+        say(f"[{name}] stopping the stack (Ctrl-C) ...")
         stack.stop()
     assert mem is not None and listener is not None
     memory = mem.report(measure_start, min(measure_end, steady_end))
-    return analyse(engine, listener, window, produced, first_update_s, memory, loads, args)
+    return analyse(spec, listener, window, produced, first_update_s, first_cassandra_s, memory,
+                   loads, args)
 
 
-def analyse(engine: str, listener: Listener, window: list[float], produced: dict[str, Any],
-            first_update_s: float, memory: dict[str, Any], loads: list[list[float]],
-            args: argparse.Namespace) -> dict[str, Any]:
-    streams: dict[str, dict[str, Any]] = {}
-    for stream in ("vmstat_tumbling", "vmstat_sliding"):
-        ups = [(t, d) for t, d in listener.updates("/demo7") if d.get("stream") == stream
-               and (d.get("timing") or {}).get("produced_at")]
-        pairs = [(t, ts(d["timing"]["produced_at"]) or 0.0) for t, d in ups]
-        lat = per_event(window, pairs)
-        used = sorted({i for _, _, i in lat})
-        stages: dict[str, list[float]] = {k: [] for k in (
-            "produced -> broker", "broker -> foreachBatch", "foreachBatch -> stored",
-            "stored -> server push", "server push -> client", "newest event -> client")}
-        for i in used:
-            recv, d = ups[i]
-            timing = d["timing"]
-            p = ts(timing.get("produced_at"))
-            b = ts(timing.get("broker_at"))
-            f = ts(timing.get("batch_started_at"))
-            w = ts(d.get("written_at"))
-            s = ts(d.get("pushed_at"))
-            for name, a, z in (("produced -> broker", p, b), ("broker -> foreachBatch", b, f),
-                               ("foreachBatch -> stored", f, w), ("stored -> server push", w, s),
-                               ("server push -> client", s, recv),
-                               ("newest event -> client", p, recv)):
-                if a is not None and z is not None:
-                    stages[name].append(z - a)
-        store_lat = [(ts(ups[i][1].get("written_at")) or e) - e for e, _, i in lat]
-        streams[stream] = {"events": summary([x for _, x, _ in lat]), "updates": len(used),
-                           "uncovered": len(window) - len(lat), "stages": {
-                               k: summary(v) for k, v in stages.items()},
-                           "store": summary(store_lat)}
+def latency(listener: Listener, demo: tuple[str, str], window: list[float],
+            stream: str = STREAM) -> dict[str, Any]:
+    """Per-event latency of ``stream`` on one demo over ``window``, and its stages per update."""
+    ups = stream_updates(listener, demo, stream)
+    pairs = [(t, ts(d["timing"]["produced_at"]) or 0.0) for t, d in ups]
+    lat = per_event(window, pairs)
+    used = sorted({i for _, _, i in lat})
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    for i in used:
+        recv, d = ups[i]
+        timing = d["timing"]
+        p = ts(timing.get("produced_at"))
+        b = ts(timing.get("broker_at"))
+        f = ts(timing.get("batch_started_at"))
+        w = ts(d.get("written_at"))
+        s = ts(d.get("pushed_at"))
+        for stage, a, z in zip(STAGES, (p, b, f, w, s, p), (b, f, w, s, recv, recv), strict=True):
+            if a is not None and z is not None:
+                stages[stage].append(z - a)
+    store_lat = [(ts(ups[i][1].get("written_at")) or e) - e for e, _, i in lat]
+    return {"events": summary([x for _, x, _ in lat]), "updates": len(used),
+            "uncovered": len(window) - len(lat),
+            "stages": {k: summary(v) for k, v in stages.items()}, "store": summary(store_lat)}
+
+
+def figures(m: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+    """The JSON figures of one demo's latency (``suffix``: "" for /demo7, "_cassandra")."""
+    ev, stages = m["events"], m["stages"]
+    pushed = stages["stored -> server push"]
+    return {
+        f"e2e{suffix}_p50_s": rounded(ev["p50"]), f"e2e{suffix}_p95_s": rounded(ev["p95"]),
+        f"e2e{suffix}_p99_s": rounded(ev["p99"]), f"e2e{suffix}_max_s": rounded(ev["max"]),
+        f"e2e{suffix}_updates": m["updates"], f"e2e{suffix}_uncovered": m["uncovered"],
+        f"e2e{suffix}_newest_p50_s": rounded(stages["newest event -> client"]["p50"]),
+        f"e2e{suffix}_store_p50_s": rounded(m["store"]["p50"]),
+        f"stored_pushed{suffix}_p50_s": rounded(pushed["p50"]),
+        f"stored_pushed{suffix}_p95_s": rounded(pushed["p95"]),
+    }
+
+
+def analyse(spec: Run, listener: Listener, window: list[float], produced: dict[str, Any],
+            first_update_s: float, first_cassandra_s: float | None, memory: dict[str, Any],
+            loads: list[list[float]], args: argparse.Namespace) -> dict[str, Any]:
+    disk = latency(listener, DISK, window)
+    sliding = latency(listener, DISK, window, "vmstat_sliding")
     raw: list[float] = []
     lo, hi = window[0], window[-1] + 1e-3
     for recv, d in listener.updates("/demo1"):
@@ -263,26 +353,109 @@ def analyse(engine: str, listener: Listener, window: list[float], produced: dict
                 if p is not None and lo - 1e-3 <= p <= hi:
                     raw.append(recv - p)
     raw_s = summary(raw)
-    tumbling = streams["vmstat_tumbling"]
-    ev = tumbling["events"]
     mean_load = [round(sum(x[i] for x in loads) / len(loads), 2) for i in range(3)] if loads else None
-    return {
-        "engine": engine, "rate": args.rate, "trigger_s": args.trigger,
+    out: dict[str, Any] = {
+        "engine": spec.engine, "run": spec.name, "cassandra": "on" if spec.cassandra else "off",
+        "rate": args.rate, "trigger_s": args.trigger,
         "measured_s": args.seconds, "events": len(window), "produced": produced.get("acked"),
-        "e2e_p50_s": rounded(ev["p50"]), "e2e_p95_s": rounded(ev["p95"]),
-        "e2e_p99_s": rounded(ev["p99"]), "e2e_max_s": rounded(ev["max"]),
-        "e2e_updates": tumbling["updates"], "e2e_uncovered": tumbling["uncovered"],
-        "e2e_newest_p50_s": rounded(tumbling["stages"]["newest event -> client"]["p50"]),
-        "e2e_store_p50_s": rounded(tumbling["store"]["p50"]),
-        "sliding_p50_s": rounded(streams["vmstat_sliding"]["events"]["p50"]),
-        "sliding_p95_s": rounded(streams["vmstat_sliding"]["events"]["p95"]),
+        **figures(disk),
+        "sliding_p50_s": rounded(sliding["events"]["p50"]),
+        "sliding_p95_s": rounded(sliding["events"]["p95"]),
         "raw_records": len(raw), "raw_p50_ms": rounded(raw_s["p50"] * 1000, 1),
         "raw_p95_ms": rounded(raw_s["p95"] * 1000, 1), "raw_p99_ms": rounded(raw_s["p99"] * 1000, 1),
         "first_update_s": round(first_update_s, 1),
-        **memory,
-        "load_avg": mean_load,
-        "stages_p50_s": {k: rounded(v["p50"]) for k, v in tumbling["stages"].items()},
     }
+    cassandra = latency(listener, CASSANDRA, window) if spec.cassandra else None
+    if cassandra is not None:
+        out.update(figures(cassandra, "_cassandra"))
+        for q in ("p50", "p95"):
+            a, b = out[f"e2e_cassandra_{q}_s"], out[f"e2e_{q}_s"]
+            out[f"e2e_cassandra_minus_disk_{q}_s"] = (
+                None if a is None or b is None else round(a - b, 3))
+        out["first_update_cassandra_s"] = rounded(first_cassandra_s or float("nan"), 1)
+    out.update(memory)
+    if spec.cassandra:
+        out["cassandra_node_steady_pss_mib"] = memory["steady_pss_by_kind_mib"].get("cassandra")
+    out["load_avg"] = mean_load
+    out["stages_p50_s"] = {k: rounded(v["p50"]) for k, v in disk["stages"].items()}
+    if cassandra is not None:
+        out["stages_cassandra_p50_s"] = {k: rounded(v["p50"])
+                                         for k, v in cassandra["stages"].items()}
+    return out
+
+
+def met(value: float | None, limit: float) -> bool:
+    return value is not None and value <= limit  # None: nothing measured
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, Any, bool]]:
+    """Issue #22's targets (2-core machines) and issue #23's for Cassandra, for one run."""
+    rows = [
+        ("e2e p50 <= 0.8 s (/demo7, disk)", r["e2e_p50_s"], met(r["e2e_p50_s"], 0.8)),
+        ("e2e p95 <= 1.2 s (/demo7, disk)", r["e2e_p95_s"], met(r["e2e_p95_s"], 1.2)),
+        ("raw p95 <= 25 ms", r["raw_p95_ms"], met(r["raw_p95_ms"], 25)),
+    ]
+    if r["cassandra"] == "on":
+        rows += [
+            ("e2e p95 /demo8 (Cassandra) - /demo7 (disk) <= 0.3 s",
+             r["e2e_cassandra_minus_disk_p95_s"], met(r["e2e_cassandra_minus_disk_p95_s"], 0.3)),
+            ("peak PSS, whole stack with Cassandra <= 3.5 GiB", r["peak_pss_mib"],
+             met(r["peak_pss_mib"], 3584)),
+            ("first update on /demo7 <= 20 s, Cassandra on", r["first_update_s"],
+             met(r["first_update_s"], 20)),
+        ]
+    else:
+        rows += [
+            ("peak PSS, stack with Cassandra off <= 2 GiB", r["peak_pss_mib"],
+             met(r["peak_pss_mib"], 2048)),
+            ("first update on /demo7 <= 20 s, Cassandra off", r["first_update_s"],
+             met(r["first_update_s"], 20)),
+        ]
+    return rows
+
+
+def print_tables(results: dict[str, dict[str, Any]]) -> None:
+    rows: list[tuple[Any, ...]] = []
+    for name, r in results.items():
+        for demo, suffix, first in (("/demo7 disk", "", "first_update_s"),
+                                    ("/demo8 Cassandra", "_cassandra", "first_update_cassandra_s")):
+            if f"e2e{suffix}_p50_s" not in r:
+                continue
+            rows.append((f"{name} {demo}", r["events"], r[f"e2e{suffix}_updates"],
+                         r[f"e2e{suffix}_uncovered"], r[f"e2e{suffix}_p50_s"],
+                         r[f"e2e{suffix}_p95_s"], r[f"e2e{suffix}_p99_s"],
+                         r[f"e2e{suffix}_newest_p50_s"], r[f"e2e{suffix}_store_p50_s"],
+                         r[f"stored_pushed{suffix}_p50_s"], r[f"stored_pushed{suffix}_p95_s"],
+                         r.get(first)))
+    print(table(["run / demo (vmstat_tumbling)", "events", "updates", "uncovered", "p50 s",
+                 "p95 s", "p99 s", "newest p50", "event->stored p50", "stored->pushed p50",
+                 "stored->pushed p95", "first update s"], rows))
+    print()
+    rows = [(name, r["cassandra"], r["raw_p50_ms"], r["raw_p95_ms"], r["peak_rss_mib"],
+             r["steady_rss_mib"], r["peak_pss_mib"], r["steady_pss_mib"],
+             " ".join(str(x) for x in r["load_avg"] or [])) for name, r in results.items()]
+    print(table(["run", "Cassandra", "raw p50 ms", "raw p95 ms", "peak RSS MiB", "steady RSS",
+                 "peak PSS", "steady PSS", "load avg (measured minute)"], rows))
+    for name, r in results.items():
+        print(f"\n{name}: where the newest event of each update spent its time (p50, s)")
+        if "stages_cassandra_p50_s" in r:
+            print(table(["stage", "/demo7 disk", "/demo8 Cassandra"],
+                        [(k, v, r["stages_cassandra_p50_s"].get(k))
+                         for k, v in r["stages_p50_s"].items()]))
+        else:
+            print(table(["stage", "/demo7 disk"], list(r["stages_p50_s"].items())))
+        print(f"{name}: peak RSS by kind (MiB): {r['peak_rss_by_kind_mib']}")
+        print(f"{name}: peak PSS by kind (MiB): {r['peak_pss_by_kind_mib']}")
+        print(f"{name}: steady PSS by kind (MiB): {r['steady_pss_by_kind_mib']}")
+
+
+#: The figures of a second Spark run with Cassandra off, kept as ``cassandra_off_<key>``.
+OFF_KEYS = ("e2e_p50_s", "e2e_p95_s", "raw_p95_ms", "peak_rss_mib", "steady_rss_mib",
+            "peak_pss_mib", "steady_pss_mib", "peak_rss_by_kind_mib", "peak_pss_by_kind_mib",
+            "first_update_s", "load_avg")
+BASELINE_KEYS = ("e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "raw_p50_ms", "raw_p95_ms",
+                 "peak_rss_mib", "steady_rss_mib", "peak_pss_mib", "steady_pss_mib",
+                 "first_update_s", "load_avg")
 
 
 def main() -> int:
@@ -296,6 +469,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--startup-timeout", type=float, default=240.0)
     parser.add_argument("--only", choices=("spark", "baseline"))
+    parser.add_argument("--cassandra", choices=("on", "off", "both"), default="on",
+                        help="the Spark run with the stack's Cassandra node (on, the default, as "
+                             "make run), without it (off), or both runs one after the other "
+                             "(about 5 minutes more); the baseline runs without it")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 s warm-up, 15 s measured")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (logs)")
     args = parser.parse_args()
@@ -305,62 +482,52 @@ def main() -> int:
     info = machine()
     say(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; "
         f"{args.rate:,.0f} records/s, trigger {args.trigger:g} s, warm-up {args.warmup:g} s, "
-        f"measured {args.seconds:g} s")
+        f"measured {args.seconds:g} s, Cassandra {args.cassandra}")
     make_s = make_overhead_s()
+    specs = [Run("spark", on) for on in
+             {"on": (True,), "off": (False,), "both": (True, False)}[args.cassandra]]
+    specs.append(Run("baseline", False))
     results: dict[str, dict[str, Any]] = {}
-    for engine in ("spark", "baseline"):
-        if args.only and engine != args.only:
+    seconds: dict[str, float] = {}
+    for spec in specs:
+        if args.only and spec.engine != args.only:
             continue
-        with Workspace(f"e2e-{engine}", keep=args.keep) as ws:
-            results[engine] = run(engine, args, ws)
+        started = time.monotonic()
+        with Workspace(f"e2e-{spec.name}", keep=args.keep) as ws:
+            results[spec.name] = run(spec, args, ws)
+        seconds[spec.name] = time.monotonic() - started
+        say(f"[{spec.name}] done in {seconds[spec.name]:.0f} s")
+    for r in results.values():
+        if r["engine"] == "spark" and make_s is not None:
+            for key in ("first_update_s", "first_update_cassandra_s"):
+                if r.get(key) is not None:
+                    r[key] = round(r[key] + make_s, 1)
     print()
-    rows = []
-    for engine, r in results.items():
-        rows.append((engine, r["events"], r["e2e_p50_s"], r["e2e_p95_s"], r["e2e_p99_s"],
-                     r["e2e_newest_p50_s"], r["e2e_store_p50_s"], r["raw_p50_ms"], r["raw_p95_ms"],
-                     r["first_update_s"], r["peak_rss_mib"], r["steady_rss_mib"],
-                     r["peak_pss_mib"], r["steady_pss_mib"],
-                     " ".join(str(x) for x in r["load_avg"] or [])))
-    print(table(["engine", "events", "p50 s", "p95 s", "p99 s", "newest p50", "stored p50",
-                 "raw p50 ms", "raw p95 ms", "first update s", "peak RSS MiB", "steady RSS",
-                 "peak PSS", "steady PSS", "load avg"], rows))
-    for engine, r in results.items():
-        print(f"\n{engine}: where the newest event of each update spent its time (p50, s)")
-        print(table(["stage", "p50 s"], list(r["stages_p50_s"].items())))
-        print(f"{engine}: peak RSS by kind (MiB): {r['peak_rss_by_kind_mib']}")
+    print_tables(results)
     out: dict[str, Any] = {"machine": info}
-    spark = results.get("spark")
+    spark = next((r for r in results.values() if r["engine"] == "spark"), None)
+    off = results.get("spark-cassandra-off") if spark and spark["cassandra"] == "on" else None
     base = results.get("baseline")
     if spark:
-        if make_s is not None:
-            spark["first_update_s"] = round(spark["first_update_s"] + make_s, 1)
-        out.update({k: v for k, v in spark.items() if k not in ("engine", "stages_p50_s",
-                                                                "peak_rss_by_kind_mib")})
-        out["stages_p50_s"] = spark["stages_p50_s"]
-        out["peak_rss_by_kind_mib"] = spark["peak_rss_by_kind_mib"]
+        nested = ("engine", "run", "stages_p50_s", "stages_cassandra_p50_s",
+                  "peak_rss_by_kind_mib", "peak_pss_by_kind_mib", "steady_pss_by_kind_mib")
+        out.update({k: v for k, v in spark.items() if k not in nested})
+        out.update({k: spark[k] for k in nested[2:] if k in spark})
         out["make_overhead_s"] = rounded(make_s or 0.0, 2)
+        out["spark_run_seconds"] = round(seconds[spark["run"]])
+    if off:
+        out.update({f"cassandra_off_{k}": off[k] for k in OFF_KEYS})
+        out["cassandra_off_run_seconds"] = round(seconds[off["run"]])
     if base:
-        for k in ("e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "raw_p50_ms", "raw_p95_ms",
-                  "peak_rss_mib", "steady_rss_mib", "peak_pss_mib", "steady_pss_mib",
-                  "first_update_s", "load_avg"):
-            out[f"baseline_{k}"] = base[k]
+        out.update({f"baseline_{k}": base[k] for k in BASELINE_KEYS})
     if spark and base and base["e2e_p50_s"] and spark["e2e_p50_s"] is not None:
         out["latency_ratio_p50"] = round(spark["e2e_p50_s"] / base["e2e_p50_s"], 2)
         out["latency_ratio_p95"] = round(spark["e2e_p95_s"] / base["e2e_p95_s"], 2)
-    targets = []
-    if spark:
-        def met(value: float | None, limit: float) -> bool:
-            return value is not None and value <= limit  # None: nothing measured
-
-        targets = [  # issue #22's (2-core machines)
-            ("e2e p50 <= 0.8 s", spark["e2e_p50_s"], met(spark["e2e_p50_s"], 0.8)),
-            ("e2e p95 <= 1.2 s", spark["e2e_p95_s"], met(spark["e2e_p95_s"], 1.2)),
-            ("raw p95 <= 25 ms", spark["raw_p95_ms"], met(spark["raw_p95_ms"], 25)),
-            ("peak PSS <= 2 GiB", spark["peak_pss_mib"], met(spark["peak_pss_mib"], 2048)),
-            ("first update <= 20 s", spark["first_update_s"], met(spark["first_update_s"], 20)),
-        ]
+    rows = [(f"{name}: {label}", value, ok) for name, r in results.items()
+            if r["engine"] == "spark" for label, value, ok in targets(r)]
+    if rows:
         print()
-        print(table(["target", "measured", "met"], targets))
+        print(table(["target", "measured", "met"], rows))
     emit(out)
     return 0
 

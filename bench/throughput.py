@@ -215,7 +215,7 @@ class EngineRun:
                 drain_s: float | None, loads: list[list[float]], cpu: dict[str, float],
                 load_cpus: list[float], args: argparse.Namespace) -> dict[str, Any]:
         window = [s for s in samples if m0 <= s[0] <= m1]
-        per_query = {}
+        per_query: dict[str, dict[str, Any]] = {}
         late = malformed = 0
         for q in self.queries:
             lag = [(t - m0, acked - done[q]) for t, acked, done in window]

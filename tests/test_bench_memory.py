@@ -1,10 +1,10 @@
-"""The benchmarks' memory sampler: what it counts (pure; fake processes)."""
+"""The benchmarks' memory sampler: what it counts and how it names each process (pure; fake processes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench._common import without_spawns_in_flight
+from bench._common import _kind, without_spawns_in_flight
 
 JAVA = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
 PYTHON = "/work/.venv/bin/python"
@@ -36,3 +36,17 @@ def test_a_jvm_child_not_yet_exec_d_is_not_counted_again() -> None:
     driver = _Proc(9, 1, PYTHON, [PYTHON, "-m", "processing"])
     kept = without_spawns_in_flight([driver, jvm, spawning, helper, daemon, worker])
     assert [p.pid for p in kept] == [9, 10, 12, 13, 14]
+
+
+def test_the_cassandra_node_is_a_kind_of_its_own() -> None:
+    cassandra = [JAVA, "-Xms512m", "-cp", "jars/cassandra/*",
+                 "org.apache.cassandra.service.CassandraDaemon"]
+    broker = [JAVA, "-cp", "jars/kafka/*", "kafka.Kafka", "server.properties"]
+    spark = [JAVA, "-cp", "spark.jar", "org.apache.spark.deploy.SparkSubmit"]
+    assert [_kind(c) for c in (cassandra, broker, spark)] == ["cassandra", "broker", "JVM"]
+
+
+def test_a_cassandra_child_not_yet_exec_d_is_not_counted_again() -> None:
+    node = _Proc(20, 1, JAVA, [JAVA, "org.apache.cassandra.service.CassandraDaemon"])
+    spawning = _Proc(21, 20, JAVA, node.args)
+    assert [p.pid for p in without_spawns_in_flight([node, spawning])] == [20]
