@@ -79,3 +79,13 @@ def test_repeated_client_log_lines_pass_once_per_interval() -> None:
     assert only_once.filter(record("another message"))
     now[0] = 31.0
     assert only_once.filter(record(refused.format(36811, 1)))
+
+
+def test_the_stack_starts_its_own_cassandra_unless_off_or_pointed_elsewhere() -> None:
+    assert settings.load(environ={}).embedded_cassandra
+    assert not settings.load(environ={"CASSANDRA": "off"}).embedded_cassandra
+    elsewhere = settings.load(environ={"CASSANDRA_HOSTS": "db1,db2"})
+    assert not elsewhere.embedded_cassandra and elsewhere.cassandra_configured()
+    assert settings.load(environ={"CASSANDRA_PORT": "0"}).cassandra_port == 0  # a free port
+    with pytest.raises(settings.SettingsError, match="CASSANDRA_HEAP"):
+        settings.load(environ={"CASSANDRA_HEAP": "lots"})
