@@ -661,6 +661,20 @@ def cpu_seconds(roots: Sequence[int]) -> dict[str, float]:
     return out
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of the whole machine so far, all cores.
+
+    Busy counts every process, ours or not (compare with :func:`cpu_seconds` to see
+    whether something else used the machine); stolen is time the hypervisor gave
+    another guest while this one wanted to run.
+    """
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return busy, float(getattr(t, "steal", 0.0))
+
+
 def install_signal_handlers() -> None:
     """SIGTERM (e.g. from ``make``'s caller) unwinds like Ctrl-C, so every ``finally`` cleans up."""
 

@@ -35,7 +35,9 @@ written the batch to its store. Raw path: every raw record on /demo1 (producer -
 Memory: every process of the stack (broker, Cassandra node, Spark's JVM, Python workers,
 sources, display server, ...) and the load producer, summed every second (RSS; PSS every
 5 s), also by kind of process; steady = median over the measured minute. The benchmark's
-own client is not counted.
+own client is not counted. CPU: the cores each kind of those processes used over the
+measured minute, and the whole machine's (busy, and stolen by the hypervisor): a machine
+much busier than the stack means something else ran beside it.
 
 Run: ``.venv/bin/python bench/e2e_latency.py [--quick] [--only spark|baseline]
 [--cassandra on|off|both]``. Prints progress, then tables; the last line is one JSON
@@ -71,10 +73,12 @@ from bench._common import (
     Stack,
     Workspace,
     base_env,
+    cpu_seconds,
     emit,
     install_signal_handlers,
     loadavg,
     machine,
+    machine_cpu_seconds,
     rounded,
     say,
     summary,
@@ -247,11 +251,16 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         measure_start = load_started + args.warmup
         measure_end = measure_start + args.seconds
         loads: list[list[float]] = []
+        # CPU at the start and the end of the measured minute: ours by kind, the machine's.
+        marks: list[tuple[float, dict[str, float], tuple[float, float]]] = []
+        roots = [stack.proc.pid, load.proc.pid]
         deadline = load_started + total + 60
         next_report = load_started
         while load.proc.poll() is None and time.monotonic() < deadline:
             stack.check()
             now = time.monotonic()
+            if (not marks and now >= measure_start) or (len(marks) == 1 and now >= measure_end):
+                marks.append((now, cpu_seconds(roots), machine_cpu_seconds()))
             if now >= next_report:
                 next_report += 5
                 parts = []
@@ -296,7 +305,20 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     assert mem is not None and listener is not None
     memory = mem.report(measure_start, min(measure_end, steady_end))
     return analyse(spec, listener, window, produced, first_update_s, first_cassandra_s, memory,
-                   loads, args)
+                   loads, cpu_use(marks), args)
+
+
+def cpu_use(marks: list[tuple[float, dict[str, float], tuple[float, float]]]) -> dict[str, Any]:
+    """Cores used between the two marks: by kind of our processes, in all, and the machine's."""
+    if len(marks) < 2:
+        return {}
+    (t0, ours0, (busy0, steal0)), (t1, ours1, (busy1, steal1)) = marks[0], marks[-1]
+    wall = t1 - t0
+    by_kind = {k: round((ours1.get(k, 0.0) - ours0.get(k, 0.0)) / wall, 2)
+               for k in sorted(ours1)}
+    return {"cpu_cores_by_kind": by_kind, "stack_cpu_cores": round(sum(by_kind.values()), 2),
+            "machine_busy_cores": round((busy1 - busy0) / wall, 2),
+            "machine_steal_cores": round((steal1 - steal0) / wall, 2)}
 
 
 def latency(listener: Listener, demo: tuple[str, str], window: list[float],
@@ -341,7 +363,8 @@ def figures(m: dict[str, Any], suffix: str = "") -> dict[str, Any]:
 
 def analyse(spec: Run, listener: Listener, window: list[float], produced: dict[str, Any],
             first_update_s: float, first_cassandra_s: float | None, memory: dict[str, Any],
-            loads: list[list[float]], args: argparse.Namespace) -> dict[str, Any]:
+            loads: list[list[float]], cpu: dict[str, Any], args: argparse.Namespace
+            ) -> dict[str, Any]:
     disk = latency(listener, DISK, window)
     sliding = latency(listener, DISK, window, "vmstat_sliding")
     raw: list[float] = []
@@ -377,6 +400,7 @@ def analyse(spec: Run, listener: Listener, window: list[float], produced: dict[s
     if spec.cassandra:
         out["cassandra_node_steady_pss_mib"] = memory["steady_pss_by_kind_mib"].get("cassandra")
     out["load_avg"] = mean_load
+    out.update(cpu)
     out["stages_p50_s"] = {k: rounded(v["p50"]) for k, v in disk["stages"].items()}
     if cassandra is not None:
         out["stages_cassandra_p50_s"] = {k: rounded(v["p50"])
@@ -433,9 +457,12 @@ def print_tables(results: dict[str, dict[str, Any]]) -> None:
     print()
     rows = [(name, r["cassandra"], r["raw_p50_ms"], r["raw_p95_ms"], r["peak_rss_mib"],
              r["steady_rss_mib"], r["peak_pss_mib"], r["steady_pss_mib"],
-             " ".join(str(x) for x in r["load_avg"] or [])) for name, r in results.items()]
+             " ".join(str(x) for x in r["load_avg"] or []), r.get("stack_cpu_cores"),
+             r.get("machine_busy_cores"), r.get("machine_steal_cores"))
+            for name, r in results.items()]
     print(table(["run", "Cassandra", "raw p50 ms", "raw p95 ms", "peak RSS MiB", "steady RSS",
-                 "peak PSS", "steady PSS", "load avg (measured minute)"], rows))
+                 "peak PSS", "steady PSS", "load avg (measured minute)", "our CPU cores",
+                 "machine busy cores", "stolen cores"], rows))
     for name, r in results.items():
         print(f"\n{name}: where the newest event of each update spent its time (p50, s)")
         if "stages_cassandra_p50_s" in r:
@@ -447,12 +474,13 @@ def print_tables(results: dict[str, dict[str, Any]]) -> None:
         print(f"{name}: peak RSS by kind (MiB): {r['peak_rss_by_kind_mib']}")
         print(f"{name}: peak PSS by kind (MiB): {r['peak_pss_by_kind_mib']}")
         print(f"{name}: steady PSS by kind (MiB): {r['steady_pss_by_kind_mib']}")
+        print(f"{name}: CPU cores by kind over the measured minute: {r.get('cpu_cores_by_kind')}")
 
 
 #: The figures of a second Spark run with Cassandra off, kept as ``cassandra_off_<key>``.
 OFF_KEYS = ("e2e_p50_s", "e2e_p95_s", "raw_p95_ms", "peak_rss_mib", "steady_rss_mib",
             "peak_pss_mib", "steady_pss_mib", "peak_rss_by_kind_mib", "peak_pss_by_kind_mib",
-            "first_update_s", "load_avg")
+            "first_update_s", "load_avg", "stack_cpu_cores", "cpu_cores_by_kind")
 BASELINE_KEYS = ("e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "raw_p50_ms", "raw_p95_ms",
                  "peak_rss_mib", "steady_rss_mib", "peak_pss_mib", "steady_pss_mib",
                  "first_update_s", "load_avg")
@@ -510,7 +538,8 @@ def main() -> int:
     base = results.get("baseline")
     if spark:
         nested = ("engine", "run", "stages_p50_s", "stages_cassandra_p50_s",
-                  "peak_rss_by_kind_mib", "peak_pss_by_kind_mib", "steady_pss_by_kind_mib")
+                  "peak_rss_by_kind_mib", "peak_pss_by_kind_mib", "steady_pss_by_kind_mib",
+                  "cpu_cores_by_kind")
         out.update({k: v for k, v in spark.items() if k not in nested})
         out.update({k: spark[k] for k in nested[2:] if k in spark})
         out["make_overhead_s"] = rounded(make_s or 0.0, 2)
