@@ -16,7 +16,8 @@ Cassandra is off, its own data directory, loopback only):
    host-metric records/s (default 1,000, 24 hosts) for a warm-up (default 120 s: a fresh
    JVM's JIT compiler works for minutes), the measured time (default 60 s) and 5 s more.
    With ``--cassandra off`` the same with ``CASSANDRA=off`` (no node, no /demo8); with
-   ``--cassandra both``, both runs (the off run's figures as ``cassandra_off_*``).
+   ``--cassandra both`` (what ``make bench`` runs), both runs, the off run's figures as
+   ``cassandra_off_*`` (what the node and its queries cost in memory, CPU and latency).
 2. **Baseline**: the same with ``python -m stack --no-spark`` (``CASSANDRA=off``: it does
    not use it) and ``bench/baseline.py`` (one plain Python consumer doing the same windows
    into the same store and results).
@@ -500,7 +501,8 @@ def main() -> int:
     parser.add_argument("--cassandra", choices=("on", "off", "both"), default="on",
                         help="the Spark run with the stack's Cassandra node (on, the default, as "
                              "make run), without it (off), or both runs one after the other "
-                             "(about 5 minutes more); the baseline runs without it")
+                             "(about 4 minutes more on 2 cores; what make bench runs); the "
+                             "baseline runs without it")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 s warm-up, 15 s measured")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (logs)")
     args = parser.parse_args()
