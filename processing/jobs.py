@@ -131,8 +131,11 @@ class JobContext:
             chosen.append(kind)
         return tuple(chosen)
 
-    def open_store(self, kind: str) -> Any:
+    def open_store(self, kind: str, connect_timeout_s: float | None = None) -> Any:
         """The store of ``kind``, opened once per application (its schema created if missing).
+
+        ``connect_timeout_s``: how long to retry connecting (None: CASSANDRA_CONNECT_TIMEOUT_S;
+        0: one attempt, for a copy that must not hold up the disk's batch).
 
         Raises StoreError (StoreUnavailable while the server cannot be reached): the
         calling batch fails and its query is restarted with backoff.
@@ -141,15 +144,22 @@ class JobContext:
             if kind not in self._stores:
                 from storage import open_store
 
-                self._stores[kind] = open_store(kind, self.settings)
+                self._stores[kind] = open_store(kind, self.settings,
+                                                connect_timeout_s=connect_timeout_s)
             return self._stores[kind]
 
     def writer(self, stream: str, store: str, to_rows: pipeline.RowsFn,
-               retain: bool = True) -> pipeline.ResultWriter:
-        """The foreachBatch writer of ``stream`` into ``store``; ``retain``: expire after RETENTION_HOURS."""
+               retain: bool = True, mirrors: tuple[str, ...] = ()) -> pipeline.ResultWriter:
+        """The foreachBatch writer of ``stream`` into ``store``, copied into ``mirrors`` (see
+        :mod:`processing.mirror`); ``retain``: expire after RETENTION_HOURS."""
+        from processing.mirror import Mirror
+
         ttl = dt.timedelta(hours=self.settings.retention_hours) if retain else None
+        copies = [Mirror(kind, functools.partial(self.open_store, kind, 0),
+                         self.settings.checkpoint_dir / f"{stream}-{store}.{kind}-behind.json")
+                  for kind in mirrors]
         return pipeline.ResultWriter(stream, to_rows, lambda: self.open_store(store),
-                                     self.bootstrap, ttl=ttl, ledger=self.ledger)
+                                     self.bootstrap, ttl=ttl, ledger=self.ledger, mirrors=copies)
 
     def start(self, df: DataFrame, stream: str, store: str,
               writer: Callable[[DataFrame, int], None], output_mode: str = "update",
@@ -189,15 +199,24 @@ class JobContext:
         for spec in specs:
             if spec.derived:
                 continue
-            for store in self.stores_for(spec.stream):
+            for store, mirrors in self.store_plan(spec.stream):
                 records = pipeline.parse_records(self.read(spec.topic), spec.record_type,
                                                  observe_as=f"{spec.stream}_input")
                 windows = spec.transform(pipeline.valid(records), watermark)
-                writer = self.writer(spec.stream, store, spec.to_rows)
+                writer = self.writer(spec.stream, store, spec.to_rows, mirrors=mirrors)
                 if spec.with_store is not None:
                     writer.to_rows = spec.with_store(_stored_rows(writer))
                 queries.append(self.start(windows, spec.stream, store, writer))
         return queries
+
+    def store_plan(self, stream: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(store, mirrors) per query of ``stream``: one query into the disk, copied into the
+        other stores (processing.mirror: the windows are computed once); without the disk
+        (``--sink cassandra``) one query per store."""
+        stores = self.stores_for(stream)
+        if stores and stores[0] == "disk":
+            return [("disk", stores[1:])]
+        return [(store, ()) for store in stores]
 
     def run_started(self, stream: str, store: str) -> dt.datetime:
         """When this query's checkpoint was first used: the start of its running totals.

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from pyspark.sql.types import (
 from common import records, topics
 from common.settings import Settings
 from common.waiting import DeadlineExceeded, eventually
+from processing.mirror import Mirror
 from processing.panes import StoreRange
 from storage.base import ResultRow
 
@@ -290,8 +292,10 @@ class ResultWriter:
     def __init__(self, stream: str, to_rows: RowsFn, open_store: Callable[[], Any],
                  bootstrap: str | None, ttl: dt.timedelta | None = None,
                  publish: Callable[[dict[str, Any]], None] | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, mirrors: Sequence[Mirror] = ()) -> None:
         self.stream = stream
+        #: Copies of every batch in other stores, written after this store (processing.mirror).
+        self.mirrors = tuple(mirrors)
         self.query: str | None = None  # the query's name, set when it starts
         self.ledger = ledger if ledger is not None else Ledger()
         self.to_rows = to_rows
@@ -337,33 +341,43 @@ class ResultWriter:
         if not rows:
             return
         with self._lock:
+            before = dt.datetime.now(dt.UTC)
             self.store.upsert(rows, ttl=self.ttl)
-            written = records.format_time(dt.datetime.now(dt.UTC))
             self.rows_written += len(rows)
             kind = self.store.kind
             self.ledger.record(kind, rows)
-            by_stream: dict[str, list[dict[str, Any]]] = {}
-            for r in rows:
-                by_stream.setdefault(r.stream, []).append(r.to_json() | {"updated_at": written})
-            stages = dict(timing or {})
-            if started is not None:
-                stages["batch_started_at"] = records.format_time(
-                    dt.datetime.fromtimestamp(started, dt.UTC))
-            stages["written_at"] = written
-            for stream, payload in by_stream.items():
-                self._send({
-                    "stream": stream,
-                    "store": self.store.kind,
-                    "query": self.query,
-                    "batch_id": batch_id,
-                    "written_at": written,
-                    "batch_seconds": round(time.time() - (started or time.time()), 3),
-                    "timing": stages,
-                    "stored_records": self.ledger.total(kind, stream),
-                    "rows": payload,
-                })
+            self._push(rows, kind, batch_id, started, timing)
+            for mirror in self.mirrors:
+                if mirror.write(rows, self.ttl, self.store, before,
+                                functools.partial(self.ledger.record, mirror.kind)):
+                    self._push(rows, mirror.kind, batch_id, started, timing)
             if self._publisher is not None:
                 self._publisher.flush()
+
+    def _push(self, rows: Sequence[ResultRow], kind: str, batch_id: int, started: float | None,
+              timing: dict[str, str] | None) -> None:
+        """One results message per stream: the rows just written to the store ``kind``."""
+        written = records.format_time(dt.datetime.now(dt.UTC))
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_stream.setdefault(r.stream, []).append(r.to_json() | {"updated_at": written})
+        stages = dict(timing or {})
+        if started is not None:
+            stages["batch_started_at"] = records.format_time(
+                dt.datetime.fromtimestamp(started, dt.UTC))
+        stages["written_at"] = written
+        for stream, payload in by_stream.items():
+            self._send({
+                "stream": stream,
+                "store": kind,
+                "query": self.query,
+                "batch_id": batch_id,
+                "written_at": written,
+                "batch_seconds": round(time.time() - (started or time.time()), 3),
+                "timing": stages,
+                "stored_records": self.ledger.total(kind, stream),
+                "rows": payload,
+            })
 
 
 def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], None],

@@ -147,6 +147,14 @@ class DiskStore:
             params += (key,)
         return self._select(where, params, limit)
 
+    def updated_since(self, stream: str, since: dt.datetime) -> list[ResultRow]:
+        """Rows of ``stream`` written at or after ``since`` (not expired), newest window first.
+
+        Not part of the contract: what a copy in another store (processing.mirror) needs to
+        catch up after that store was out of reach; SQLite keeps every row's write time.
+        """
+        return self._select("stream = ? AND updated_at >= ?", (stream, _micros(since)), None)
+
     def purge_expired(self) -> int:
         with self._lock:
             try:
