@@ -11,7 +11,9 @@ The primary store stays the query's store: its batch fails (and Spark retries it
 primary fails, never because of the mirror, so the disk demos keep running while
 Cassandra is down. Nothing is lost for the mirror either:
 
-* when a copy fails because the mirror is out of reach
+* until the mirror's store is open (it opens in the background: connecting to a node that may
+  still be starting never holds up the primary's batch), and when a copy fails because the
+  mirror is out of reach
   (:class:`storage.base.StoreUnavailable`), the mirror is *behind*: the time before the
   batch's primary write is saved in ``<checkpoint>.behind`` (it survives a restart of the
   application), copies stop, and later batches try again after 1, 2, 4 ... 30 s;
@@ -68,6 +70,10 @@ class Mirror:
         self._lock = threading.Lock()
         self._failures = 0
         self._next_try = 0.0
+        self._opening = False
+        self._open_failures = 0
+        self._next_open = 0.0
+        self._open_error: Exception | None = None
         #: Rows copied by catch-ups so far (for logs and tests).
         self.caught_up_rows = 0
 
@@ -119,11 +125,11 @@ class Mirror:
         with self._lock:
             streams = {r.stream for r in rows}
             behind = self.behind
-            if behind is not None and self._clock() < self._next_try:
+            store = self._opened()
+            if store is None or (behind is not None and self._clock() < self._next_try):
                 self._mark_behind(primary_written_from, streams)
                 return False
             try:
-                store = self._store if self._store is not None else self._open()
                 if behind is not None:
                     self._catch_up(store, primary, behind, streams, ttl, record)
                 store.upsert(rows, ttl=ttl)
@@ -138,9 +144,41 @@ class Mirror:
             self._failures = 0
             return True
 
-    def _open(self) -> Any:
-        self._store = self._open_store()
-        return self._store
+    def _opened(self) -> Any:
+        """The mirror's store if open; else None, and opening it starts in the background.
+
+        Opening (connecting, checking the schema, preparing statements: a second or more,
+        and a node may still be starting) never holds up the primary's batch: until it is
+        open the copy is behind, and the first write after catches up. An error that is
+        not an outage (credentials, a broken schema) is raised here, failing the batch.
+        """
+        if self._store is not None:
+            return self._store
+        error, self._open_error = self._open_error, None
+        if error is not None:
+            raise error
+        if not self._opening and self._clock() >= self._next_open:
+            self._opening = True
+            threading.Thread(target=self._open_in_background, daemon=True,
+                             name=f"open-{self.kind}-copy").start()
+        return None
+
+    def _open_in_background(self) -> None:
+        try:
+            store = self._open_store()
+        except StoreUnavailable as e:
+            self._open_failures += 1
+            pause = min(30.0, 2.0 ** min(self._open_failures - 1, 10))
+            self._next_open = self._clock() + pause
+            log.info("the %s copy waits for %s (%s); next try in %.0f s", self.kind, self.kind,
+                     e, pause)
+        except Exception as e:  # noqa: BLE001 - not an outage: the next batch fails with it
+            self._open_error = e
+        else:
+            self._store = store
+            log.info("the %s copy's store is open", self.kind)
+        finally:
+            self._opening = False
 
     def _catch_up(self, store: Any, primary: Any, behind: dict[str, Any], streams: set[str],
                   ttl: dt.timedelta | None, record: Callable[[Sequence[ResultRow]], None]
