@@ -2,7 +2,7 @@
 
 A windowed stream that two demos show from two stores (/demo7 from SQLite, /demo8 from
 Cassandra) is computed once: one Spark query, whose ``foreachBatch`` writes the batch to
-its primary store (the disk) and then copies it to the mirror (Cassandra). A second
+its primary store (the disk) and, at the same time, to the mirror (Cassandra). A second
 query for the copy would read the topic and aggregate the windows a second time; on the
 2-core machines of the benchmarks that doubled Spark's work on the 1 s host-metrics path
 and tripled its end-to-end latency (README, Benchmarks).
@@ -51,7 +51,7 @@ MARGIN = dt.timedelta(seconds=2)
 
 
 class Mirror:
-    """Copies a writer's batches into ``kind`` after its primary store has them.
+    """Copies a writer's batches into ``kind`` while its primary store writes them.
 
     Args:
         kind: the mirror's store kind ("cassandra").
@@ -117,9 +117,9 @@ class Mirror:
     def write(self, rows: Sequence[ResultRow], ttl: dt.timedelta | None,
               primary: Any, primary_written_from: dt.datetime,
               record: Callable[[Sequence[ResultRow]], None]) -> bool:
-        """Copy ``rows`` (already in ``primary``); True when the mirror has them now.
+        """Copy ``rows`` (which ``primary`` writes meanwhile); True when the mirror has them.
 
-        ``primary_written_from`` is a time before ``primary`` wrote them; ``record`` is
+        ``primary_written_from`` is a time before ``primary`` writes them; ``record`` is
         told every row copied (the ledger). Raises StoreError for anything but an outage.
         """
         with self._lock:

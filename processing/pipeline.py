@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import functools
 import logging
@@ -296,6 +297,7 @@ class ResultWriter:
         self.stream = stream
         #: Copies of every batch in other stores, written after this store (processing.mirror).
         self.mirrors = tuple(mirrors)
+        self._copies: concurrent.futures.ThreadPoolExecutor | None = None
         self.query: str | None = None  # the query's name, set when it starts
         self.ledger = ledger if ledger is not None else Ledger()
         self.to_rows = to_rows
@@ -342,17 +344,30 @@ class ResultWriter:
             return
         with self._lock:
             before = dt.datetime.now(dt.UTC)
-            self.store.upsert(rows, ttl=self.ttl)
+            store = self.store
+            # The copies are written while the primary is (a copy that lands first is
+            # harmless: the batch is replayed and upserted again if the primary fails).
+            copies = [(mirror, self._copier().submit(
+                mirror.write, rows, self.ttl, store, before,
+                functools.partial(self.ledger.record, mirror.kind))) for mirror in self.mirrors]
+            try:
+                store.upsert(rows, ttl=self.ttl)
+            finally:
+                done = [(mirror, copy.result()) for mirror, copy in copies]
             self.rows_written += len(rows)
-            kind = self.store.kind
-            self.ledger.record(kind, rows)
-            self._push(rows, kind, batch_id, started, timing)
-            for mirror in self.mirrors:
-                if mirror.write(rows, self.ttl, self.store, before,
-                                functools.partial(self.ledger.record, mirror.kind)):
+            self.ledger.record(store.kind, rows)
+            self._push(rows, store.kind, batch_id, started, timing)
+            for mirror, copied in done:
+                if copied:
                     self._push(rows, mirror.kind, batch_id, started, timing)
             if self._publisher is not None:
                 self._publisher.flush()
+
+    def _copier(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._copies is None:
+            self._copies = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(1, len(self.mirrors)), thread_name_prefix=f"copy-{self.stream}")
+        return self._copies
 
     def _push(self, rows: Sequence[ResultRow], kind: str, batch_id: int, started: float | None,
               timing: dict[str, str] | None) -> None:
