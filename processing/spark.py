@@ -161,8 +161,9 @@ def read_kafka(
     if id(spark) not in _checked:
         if not jvm_kafka_available(spark):
             raise ConnectorMissing(
-                "Spark's Kafka connector is not on the classpath: run `make setup`, and under "
-                f"spark-submit pass --jars {','.join(connector_jars(settings)) or 'jars/spark/*.jar'}")
+                "Spark's Kafka connector is not on the classpath: run `make setup`, then "
+                "bin/spark-submit (it adds the jars), or pass pyspark's spark-submit --jars "
+                f"{','.join(connector_jars(settings)) or 'jars/spark/*.jar'}")
         _checked.add(id(spark))
     reader = (
         spark.readStream.format("kafka")
