@@ -193,6 +193,10 @@ class VmstatSample(Record):
     load_1m: float | None = None
     load_5m: float | None = None
     load_15m: float | None = None
+    #: Where ``event_time`` comes from: None, the kit's own sampler (psutil) at that time;
+    #: "vmstat", the timestamp ``vmstat -t`` printed; "arrival", when a line of ``vmstat``
+    #: without ``-t`` arrived (vmstat printed no time).
+    time_source: str | None = None
 
     #: The metrics, in the order charts show them.
     METRICS: ClassVar[tuple[str, ...]] = (

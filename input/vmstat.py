@@ -4,6 +4,7 @@ Run::
 
     python -m input.vmstat                      # sample this host every VMSTAT_INTERVAL_S
     vmstat -n -t 1 | python -m input.vmstat --stdin [--vmstat-tz Europe/Berlin]
+    vmstat -w -S M 1 | python -m input.vmstat --stdin --vmstat-units M   # any layout
     python -m input.vmstat --count 10           # ten samples, then exit
 
 It logs a line per rejected input and, on exit, the counts of records sent and
@@ -119,57 +120,73 @@ class VmstatSource(Source):
             yield self.sampler.sample(self.clock())
 
 
-class VmstatParser:
-    """Parses ``vmstat -n -t`` output (procps-ng), one line at a time.
+#: ``vmstat -S`` units: bytes per unit of the memory and swap columns.
+UNITS = {"k": 1000.0, "K": 1024.0, "m": 1_000_000.0, "M": 1_048_576.0}
+#: The columns ``-S`` scales (memory and swap sizes; si/so/bi/bo are per-second counts).
+SIZE_COLUMNS = ("swpd", "free", "buff", "cache", "inact", "active")
 
-    Header lines set the column names (so versions with extra columns, such as
-    ``gu``, parse too) and yield nothing. A data line becomes a
-    :class:`VmstatSample`; anything else becomes :class:`Rejected` with the reason.
-    vmstat reports memory in KiB and ``bi``/``bo`` in 1 KiB blocks per second.
+
+class VmstatParser:
+    """Parses ``vmstat`` output of procps-ng 3.3 and 4.x, one line at a time, in any layout.
+
+    Columns are taken by the names in the header (``r b swpd free ... us sy id wa st``, with
+    ``gu`` in 4.x and ``-w``, ``inact active`` instead of ``buff cache`` with ``-a``); header
+    lines, repeated or not, yield nothing. A data line becomes a :class:`VmstatSample`:
+    with ``-t`` its event time is the timestamp vmstat printed (wall-clock time in ``tz``),
+    without it the time the line arrived (``time_source`` says which). Anything else is
+    :class:`Rejected` with the reason. Memory and swap columns are in ``unit`` (vmstat's
+    ``-S``: K, 1024 bytes, by default); ``bi``/``bo`` are 1 KiB blocks per second.
     """
 
-    def __init__(self, host: str, tz: dt.tzinfo) -> None:
+    def __init__(self, host: str, tz: dt.tzinfo, unit: str = "K",
+                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+        if unit not in UNITS:
+            raise ValueError(f"vmstat unit {unit!r}: one of {', '.join(UNITS)} (as vmstat -S)")
         self.host = host
         self.tz = tz
+        self.unit_bytes = UNITS[unit]
+        self.clock = clock
         self.columns: tuple[str, ...] = DEFAULT_COLUMNS
 
     def parse(self, line: str) -> VmstatSample | Rejected | None:
         text = line.strip()
         if not text:
             return None
-        if text.startswith("procs"):
-            return None
         parts = text.split()
+        if "procs" in parts[0]:  # the group line: "procs ---memory---", or "--procs--" with -w
+            return None
         if parts[0] == "r" and "us" in parts:
             # With -t the header ends with the time zone's name (UTC, CET), not a column.
             has_zone = parts[-1] not in KNOWN_COLUMNS
             self.columns = tuple(parts[:-1] if has_zone else parts)
             return None
         width = len(self.columns)
-        if len(parts) != width + 2:
-            return Rejected(f"expected {width} numbers, a date and a time, got {len(parts)} fields",
-                            line)
+        if len(parts) == width:
+            event_time, source = self.clock(), "arrival"
+        elif len(parts) == width + 2:
+            try:
+                # vmstat prints wall-clock time in self.tz; it is made aware just below.
+                local = dt.datetime.strptime(  # noqa: DTZ007
+                    f"{parts[width]} {parts[width + 1]}", "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                return Rejected("the last two fields are not vmstat -t's date and time", line)
+            event_time, source = local.replace(tzinfo=self.tz).astimezone(dt.UTC), "vmstat"
+        else:
+            return Rejected(f"expected the {width} columns of the header ({' '.join(self.columns)}), "
+                            f"and with -t a date and a time; got {len(parts)} fields", line)
         try:
             numbers = dict(zip(self.columns, (float(p) for p in parts[:width]), strict=True))
         except ValueError:
             return Rejected("a column is not a number", line)
-        try:
-            # vmstat prints wall-clock time in self.tz; it is made aware just below.
-            local = dt.datetime.strptime(  # noqa: DTZ007
-                f"{parts[width]} {parts[width + 1]}", "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            return Rejected("no timestamp (run vmstat with -t)", line)
-        event_time = local.replace(tzinfo=self.tz).astimezone(dt.UTC)
-        kib = 1024.0
 
         def get(name: str) -> float | None:
             return numbers.get(name)
 
-        def scaled(name: str) -> float | None:
-            value = get(name)
-            return None if value is None else value * kib
+        def size(*names: str) -> float | None:
+            values = [numbers[n] for n in names if n in numbers]
+            return sum(values) * self.unit_bytes if values else None
 
-        cache = (get("buff") or 0.0) + (get("cache") or 0.0)
+        kib = 1024.0
         return VmstatSample(
             event_time=event_time,
             host=self.host,
@@ -178,11 +195,12 @@ class VmstatParser:
             cpu_idle=get("id"),
             cpu_iowait=get("wa"),
             mem_used=None,  # vmstat shows free, not used: unknown without the total
-            mem_available=scaled("free"),
-            mem_cached=cache * kib,
-            swap_used=scaled("swpd"),
-            disk_read_bps=scaled("bi"),
-            disk_write_bps=scaled("bo"),
+            mem_available=size("free"),
+            mem_cached=size("buff", "cache"),  # None with -a (inact/active instead)
+            swap_used=size("swpd"),
+            disk_read_bps=None if get("bi") is None else (get("bi") or 0.0) * kib,
+            disk_write_bps=None if get("bo") is None else (get("bo") or 0.0) * kib,
+            time_source=source,
         )
 
 
@@ -194,10 +212,11 @@ class VmstatTextSource(Source):
 
     def __init__(self, lines: Iterable[str], host: str | None = None,
                  tz: dt.tzinfo | None = None, count: int | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, unit: str = "K") -> None:
         super().__init__(count=count, clock=clock)
         self.lines = lines
-        self.parser = VmstatParser(host or socket.gethostname(), tz or _local_zone())
+        self.parser = VmstatParser(host or socket.gethostname(), tz or _local_zone(), unit=unit,
+                                   clock=clock)
 
     def records(self) -> Iterator[VmstatSample | Rejected]:
         for line in self.lines:
@@ -231,7 +250,11 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None) -> int:
 
     parser = settings_module.argument_parser(
         __doc__ or "", only=["kafka_bootstrap_servers", "vmstat_interval_s", "log_level"])
-    parser.add_argument("--stdin", action="store_true", help="read `vmstat -n -t 1` text on stdin")
+    parser.add_argument("--stdin", action="store_true",
+                        help="read `vmstat` text on stdin, any layout (-t for vmstat's own "
+                             "timestamps, else the arrival time is the event time; -w, -a, -n)")
+    parser.add_argument("--vmstat-units", default="K", choices=sorted(UNITS),
+                        help="the -S unit vmstat ran with (default K: 1024 bytes)")
     parser.add_argument("--vmstat-tz", help="IANA zone of vmstat's timestamps (default: local)")
     parser.add_argument("--host", help="host name to report (default: this host's)")
     parser.add_argument("--count", type=int, help="stop after this many samples")
@@ -244,7 +267,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None) -> int:
     source: Source
     if args.stdin:
         source = VmstatTextSource(stdin or sys.stdin, host=args.host, tz=_zone(args.vmstat_tz),
-                                  count=args.count)
+                                  count=args.count, unit=args.vmstat_units)
     else:
         source = VmstatSource(settings.vmstat_interval_s, HostSampler(args.host), count=args.count)
     sink = KafkaSink(settings.kafka_bootstrap_servers)

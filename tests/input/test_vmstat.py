@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from common import records
 from common.records import VmstatSample
 from input.base import ListSink, Rejected
 from input.vmstat import HostSampler, VmstatParser, VmstatSource, VmstatTextSource
@@ -62,10 +66,64 @@ def test_malformed_lines_are_rejected_and_counted_never_raised() -> None:
     counters = VmstatTextSource(lines, host="box", tz=dt.UTC).run(sink)
     assert (counters.sent, counters.rejected) == (1, 3)
     assert [reason for _, reason, _ in sink.dead] == [
-        "expected 17 numbers, a date and a time, got 1 fields",
+        "expected the 17 columns of the header (r b swpd free buff cache si so bi bo in cs us "
+        "sy id wa st), and with -t a date and a time; got 1 fields",
         "a column is not a number",
-        "no timestamp (run vmstat with -t)",
+        "the last two fields are not vmstat -t's date and time",
     ]
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ARRIVAL = dt.datetime(2026, 12, 7, 3, 0, 0, tzinfo=dt.UTC)
+
+
+def parse_fixture(name: str, unit: str = "K", repeat: int = 1) -> tuple[list[Any], list[Any]]:
+    """(samples, rejections) of a recording of Debian's procps-ng 4.0.2 vmstat (TZ=UTC),
+    its lines ``repeat`` times over (vmstat without -n repeats its header every screen)."""
+    lines = (FIXTURES / f"vmstat-procps-4.0.2-{name}.txt").read_text().splitlines() * repeat
+    sink = ListSink()
+    counters = VmstatTextSource(lines, host="box", tz=dt.UTC, unit=unit,
+                                clock=lambda: ARRIVAL).run(sink)
+    assert counters.sent == len(sink.published)
+    return [records.from_json(VmstatSample, value) for _, _, value in sink.published], sink.dead
+
+
+@pytest.mark.parametrize(("name", "time_source"), [
+    ("plain", "arrival"),      # vmstat 1: no timestamps, no gu
+    ("n", "arrival"),          # vmstat -n 1
+    ("wide", "arrival"),       # vmstat -w 1: "--procs--" header, gu
+    ("t", "vmstat"),           # vmstat -t 1
+    ("wide-t", "vmstat"),      # vmstat -w -t 1
+])
+def test_every_layout_parses_and_headers_are_skipped(name: str, time_source: str) -> None:
+    samples, dead = parse_fixture(name, repeat=2)  # headers repeated, as without -n
+    assert not dead, dead
+    assert len(samples) == 6
+    assert {s.time_source for s in samples} == {time_source}
+    first = samples[0]
+    assert first.cpu_user == 55 and first.cpu_system == 7 and first.cpu_idle == 36
+    assert first.mem_available == 22719036 * 1024
+    assert first.mem_cached is not None and first.mem_cached > 1_800_000 * 1024
+    assert first.disk_read_bps == 387 * 1024 and first.disk_write_bps == 961 * 1024
+    if time_source == "vmstat":
+        assert first.event_time == dt.datetime(2026, 12, 7, 2, 57, 35, tzinfo=dt.UTC)
+    else:
+        assert first.event_time == ARRIVAL
+
+
+def test_active_memory_layout_has_no_cache_figure() -> None:
+    samples, dead = parse_fixture("active-t")  # vmstat -a -t 1: inact/active, not buff/cache
+    assert not dead and len(samples) == 3
+    assert samples[0].mem_cached is None and samples[0].mem_available == 22719036 * 1024
+
+
+def test_units_of_vmstat_s_are_honoured() -> None:
+    samples, dead = parse_fixture("units-M-t", unit="M")  # vmstat -S M -t 1
+    assert not dead and len(samples) == 3
+    assert samples[0].mem_available == 22186 * 1_048_576
+    assert samples[0].mem_cached == (14 + 1793) * 1_048_576
+    with pytest.raises(ValueError, match="one of"):
+        VmstatTextSource([], host="box", tz=dt.UTC, unit="G")
 
 
 class FakePsutil:
