@@ -55,8 +55,13 @@ def stored_counts(path: Path) -> dict[int, int]:
     if not path.exists():
         return {}
     with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT window_start, payload FROM results "
-                          "WHERE stream = 'vmstat_tumbling'").fetchall()
+        try:
+            rows = db.execute("SELECT window_start, payload FROM results "
+                              "WHERE stream = 'vmstat_tumbling'").fetchall()
+        except sqlite3.OperationalError as e:  # the job's store has created its file, not
+            if "no such table" not in str(e):  # yet its table: nothing stored so far
+                raise
+            return {}
     counts: dict[int, int] = collections.Counter()
     for start, payload in rows:
         counts[int(start)] += int(json.loads(payload)["count"])
