@@ -20,7 +20,10 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from common.nginx_format import LogFormat
 
 __all__ = ["Settings", "SettingsError", "argument_parser", "from_args", "load"]
 
@@ -72,6 +75,14 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _log_format(raw: str) -> str:
+    """A preset name or an nginx log_format definition the traffic graph can use."""
+    from common.nginx_format import check_usable, resolve
+
+    check_usable(resolve(raw))  # LogFormatError is a ValueError: it names what is wrong
+    return raw.strip()
 
 
 def _bool(raw: str) -> bool:
@@ -272,8 +283,17 @@ class Settings:
         "NGINX_DEMO_RATE", "5", _non_negative_float,
         "Requests per second the NGINX demo sends to its nginx (loopback only).")
     nginx_log_format: str = setting(
-        "NGINX_LOG_FORMAT", "upstream", _choice("combined", "upstream"),
-        "Access log format: combined, or combined plus upstream fields.")
+        "NGINX_LOG_FORMAT", "upstream", _log_format,
+        "Access log format: a preset (combined, upstream = combined plus upstream fields, "
+        "common) or the site's nginx log_format definition, e.g. "
+        "'$remote_addr [$time_local] \"$request\" $status'.")
+    nginx_conf: Path | None = setting(
+        "NGINX_CONF", None, lambda raw: _path(raw) if raw.strip() else None,
+        "The site's nginx.conf: the log format is read from it (includes followed): the one "
+        "named by NGINX_LOG_FORMAT_NAME, else the one the access_log of NGINX_LOG_PATH uses.")
+    nginx_log_format_name: str | None = setting(
+        "NGINX_LOG_FORMAT_NAME", None, _optional_str,
+        "With NGINX_CONF: the log_format to read from it.")
     nginx_replay_speed: float = setting(
         "NGINX_REPLAY_SPEED", "10", _non_negative_float,
         "Replay speed factor for recorded logs (0: as fast as possible).")
@@ -322,6 +342,19 @@ class Settings:
     def cassandra_configured(self) -> bool:
         """True when the jobs and the display use Cassandra (a server at CASSANDRA_HOSTS)."""
         return bool(self.cassandra_hosts)
+
+    def nginx_access_format(self) -> LogFormat:
+        """The access log's format: read from NGINX_CONF if set, else NGINX_LOG_FORMAT.
+
+        Raises:
+            LogFormatError (a ValueError): the conf or the format cannot be used; says why.
+        """
+        from common.nginx_format import check_usable, read_nginx_conf, resolve
+
+        if self.nginx_conf is not None:
+            return check_usable(read_nginx_conf(self.nginx_conf, self.nginx_log_format_name,
+                                                self.nginx_log_path))
+        return check_usable(resolve(self.nginx_log_format))
 
     @property
     def embedded_cassandra(self) -> bool:
@@ -384,6 +417,8 @@ def load(
             f"WINDOW_SECONDS={settings.window_seconds}: the sliding host-metric windows are "
             "built from the tumbling ones"
         )
+    if settings.nginx_log_format_name and settings.nginx_conf is None:
+        raise SettingsError("NGINX_LOG_FORMAT_NAME names a format of NGINX_CONF, which is unset")
     return settings
 
 

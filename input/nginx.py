@@ -4,6 +4,10 @@ Run::
 
     # follow a log like `tail -F` (from its end; --from-start: from its first line)
     python -m input.nginx --follow /var/log/nginx/access.log --log-format combined
+    # ... in the site's own format, read from its nginx.conf (the access_log writing that file)
+    python -m input.nginx --follow /var/log/nginx/access.log --nginx-conf /etc/nginx/nginx.conf
+    # ... or given as nginx.conf has it (a preset name, a definition, or --log-format-name NAME)
+    python -m input.nginx --follow app.log --log-format "escape=json '{\"t\":\"$time_iso8601\",...}'"
     # replay a recorded log, its gaps divided by --speed (0: as fast as possible), then exit
     python -m input.nginx --replay input/data/nginx/access-upstream.txt --speed 10 --log-format upstream
     # live demo: a real nginx on loopback with upstreams and light traffic (what `make run` runs)
@@ -59,6 +63,7 @@ from typing import Any
 
 from common import topics
 from common.accesslog import AccessLogParser, Malformed, ServiceMap
+from common.nginx_format import LogFormat, LogFormatError
 from common.records import AccessRecord, utc_now
 from common.settings import Settings
 from input.base import Clock, Counters, Rejected, Sink, Source
@@ -93,7 +98,7 @@ class NginxTailSource(Source):
     Args:
         path: the log to follow.
         state_dir: where the read position is saved (``DATA_DIR/nginx/positions``).
-        log_format: ``combined`` or ``upstream``.
+        log_format: a preset name, an nginx log_format definition, or a LogFormat.
         service_map: ``prefix=service`` pairs (``settings.nginx_service_map``).
         from_start: without a saved position, read the existing lines too.
         poll_interval: seconds between looks at a log that had nothing new.
@@ -104,7 +109,7 @@ class NginxTailSource(Source):
     name = "nginx"
     topic = topics.NGINX
 
-    def __init__(self, path: Path, state_dir: Path, log_format: str = "upstream",
+    def __init__(self, path: Path, state_dir: Path, log_format: str | LogFormat = "upstream",
                  service_map: ServiceMap | Iterable[str] = (), from_start: bool = False,
                  poll_interval: float = 0.25, checkpoint_lines: int = 10_000,
                  count: int | None = None, clock: Clock = utc_now,
@@ -183,7 +188,7 @@ class NginxReplaySource(Source):
     name = "nginx"
     topic = topics.NGINX
 
-    def __init__(self, path: Path, log_format: str = "upstream",
+    def __init__(self, path: Path, log_format: str | LogFormat = "upstream",
                  service_map: ServiceMap | Iterable[str] = (), speed: float = 1.0,
                  loop: bool = False, rebase: bool = False, count: int | None = None,
                  clock: Clock = utc_now, sleep: Sleep | None = None,
@@ -320,7 +325,7 @@ def from_settings(settings: Settings) -> Source:
     """What ``python -m input`` runs: follow NGINX_LOG_PATH if set, else the demo."""
     if settings.nginx_log_path is not None:
         return NginxTailSource(settings.nginx_log_path, settings.data_dir / "nginx" / "positions",
-                               settings.nginx_log_format, _service_map(settings),
+                               settings.nginx_access_format(), _service_map(settings),
                                from_start=settings.nginx_from_start)
     return demo_source(settings, rate=settings.nginx_demo_rate)
 
@@ -349,16 +354,18 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = settings_module.argument_parser(
         __doc__ or "", only=["kafka_bootstrap_servers", "data_dir", "log_level", "nginx_log_path",
-                             "nginx_log_format", "nginx_replay_speed", "nginx_from_start",
-                             "nginx_service_map"])
+                             "nginx_log_format", "nginx_conf", "nginx_log_format_name",
+                             "nginx_replay_speed", "nginx_from_start", "nginx_service_map"])
     mode = parser.add_argument_group("mode (default: follow NGINX_LOG_PATH if set, else --demo)")
     modes = mode.add_mutually_exclusive_group()
     modes.add_argument("--follow", metavar="PATH", help="follow this log (tail -F)")
     modes.add_argument("--replay", metavar="PATH", help="replay this recorded log, then exit")
     modes.add_argument("--demo", action="store_true", help="run the live demo")
     opts = parser.add_argument_group("options")
-    opts.add_argument("--log-format", dest="setting_nginx_log_format",
-                      choices=["combined", "upstream"], help="same as --nginx-log-format")
+    opts.add_argument("--log-format", dest="setting_nginx_log_format", metavar="FORMAT",
+                      help="same as --nginx-log-format: a preset or a log_format definition")
+    opts.add_argument("--log-format-name", dest="setting_nginx_log_format_name", metavar="NAME",
+                      help="same as --nginx-log-format-name: a log_format of --nginx-conf")
     opts.add_argument("--speed", dest="setting_nginx_replay_speed", metavar="N",
                       help="replay speed factor, 0: as fast as possible (--nginx-replay-speed)")
     opts.add_argument("--from-start", dest="setting_nginx_from_start", action="store_const",
@@ -375,18 +382,24 @@ def main(argv: list[str] | None = None) -> int:
     opts.add_argument("--dry-run", action="store_true",
                       help="print records as JSON lines instead of publishing to Kafka")
     args = parser.parse_args(argv)
-    settings = settings_module.from_args(args)
+    try:
+        settings = settings_module.from_args(args)
+        follow = args.follow or (None if args.replay or args.demo else settings.nginx_log_path)
+        if follow and settings.nginx_conf is not None and settings.nginx_log_path is None:
+            settings = dataclasses.replace(settings, nginx_log_path=Path(follow))
+        log_format = settings.nginx_access_format()
+    except (settings_module.SettingsError, LogFormatError) as e:
+        parser.error(str(e))
     setup_logging(settings.log_level)
 
     source: Source
-    follow = args.follow or (None if args.replay or args.demo else settings.nginx_log_path)
     if args.replay:
-        source = NginxReplaySource(Path(args.replay), settings.nginx_log_format,
+        source = NginxReplaySource(Path(args.replay), log_format,
                                    settings.nginx_service_map, speed=settings.nginx_replay_speed,
                                    loop=args.loop, rebase=args.rebase, count=args.count)
     elif follow:
         source = NginxTailSource(Path(follow), settings.data_dir / "nginx" / "positions",
-                                 settings.nginx_log_format, settings.nginx_service_map,
+                                 log_format, settings.nginx_service_map,
                                  from_start=settings.nginx_from_start,
                                  poll_interval=args.poll_interval, count=args.count)
     else:

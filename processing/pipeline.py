@@ -32,6 +32,7 @@ from pyspark.sql.types import (
     DataType,
     DoubleType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -65,6 +66,9 @@ def _spark_type(hint: Any) -> tuple[DataType, bool]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
         return _SPARK_TYPES[inner], True
+    if typing.get_origin(hint) is dict:  # dict[str, str]: an object of strings
+        key, value = typing.get_args(hint)
+        return MapType(_SPARK_TYPES[key], _SPARK_TYPES[value]), True
     return _SPARK_TYPES[hint], False
 
 
@@ -117,7 +121,10 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
     ]
     for f in schema.fields:
         raw = F.col(f"j.{f.name}")
-        value = raw if isinstance(f.dataType, StringType) else raw.try_cast(f.dataType)
+        if isinstance(f.dataType, MapType):  # read as text: the object's JSON, parsed again
+            value = F.from_json(raw, f.dataType.simpleString())
+        else:
+            value = raw if isinstance(f.dataType, StringType) else raw.try_cast(f.dataType)
         if isinstance(f.dataType, TimestampType):
             value = F.when(raw.rlike(ISO_WITH_ZONE), value)
         columns.append(value.alias(f.name))

@@ -17,6 +17,7 @@ No Spark is needed: a log file fits in memory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common.accesslog import AccessLogParser, Malformed, parse_service_map
+from common.nginx_format import LogFormat, LogFormatError
 from common.records import AccessRecord
 from common.vizceral import Edge, build_graph, request_edges
 
@@ -65,7 +67,7 @@ def edges_of(records: Iterable[AccessRecord]) -> list[Edge]:
     ]
 
 
-def export(lines: Iterable[str], log_format: str, service_map: str) -> tuple[dict[str, Any], int, int]:
+def export(lines: Iterable[str], log_format: str | LogFormat, service_map: str) -> tuple[dict[str, Any], int, int]:
     """(graph, requests, rejected lines) for a whole log."""
     parser = AccessLogParser(log_format, parse_service_map(service_map))
     records: list[AccessRecord] = []
@@ -76,7 +78,8 @@ def export(lines: Iterable[str], log_format: str, service_map: str) -> tuple[dic
         parsed = parser.parse(line)
         if isinstance(parsed, Malformed):
             rejected += 1
-            log.warning("line not in the %s format (%s): %.120r", log_format, parsed.reason, line)
+            log.warning("line not in the %s format (%s): %.120r", parser.log_format,
+                        parsed.reason, line)
         else:
             records.append(parsed)
     if not records:
@@ -93,19 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     from common.logs import setup_logging
 
     parser = settings_module.argument_parser(__doc__ or "", only=[
-        "nginx_log_format", "nginx_service_map", "log_level"])
+        "nginx_log_format", "nginx_conf", "nginx_log_format_name", "nginx_service_map",
+        "log_level"])
     parser.add_argument("access_log", type=Path, help="the access log to read ('-': stdin)")
     args: argparse.Namespace = parser.parse_args(argv)
-    settings = settings_module.from_args(args)
+    try:
+        settings = settings_module.from_args(args)
+        if str(args.access_log) != "-" and settings.nginx_log_path is None:
+            settings = dataclasses.replace(settings, nginx_log_path=args.access_log)
+        log_format = settings.nginx_access_format()
+    except (settings_module.SettingsError, LogFormatError) as e:
+        parser.error(str(e))
     setup_logging(settings.log_level)
     service_map = ",".join(settings.nginx_service_map)
     if str(args.access_log) == "-":
-        graph, requests, rejected = export(sys.stdin, settings.nginx_log_format, service_map)
+        graph, requests, rejected = export(sys.stdin, log_format, service_map)
     else:
         if not args.access_log.is_file():
             parser.error(f"{args.access_log} is not a file")
         with args.access_log.open(encoding="utf-8", errors="surrogateescape") as f:
-            graph, requests, rejected = export(f, settings.nginx_log_format, service_map)
+            graph, requests, rejected = export(f, log_format, service_map)
     json.dump(graph, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     log.info("%d requests in the graph, %d lines rejected", requests, rejected)

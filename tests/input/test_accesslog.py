@@ -159,10 +159,11 @@ def test_dashes_are_empty_and_times_without_upstream_are_none() -> None:
     assert (record.request_time, record.upstream_time) == (0.0, None)
 
 
-def test_remote_user_may_hold_spaces_and_is_not_a_field() -> None:
+def test_remote_user_may_hold_spaces() -> None:
     line = LINE.replace(" alice ", " alice smith ")
     record = parse_access_line(line, "combined", SERVICES)
     assert isinstance(record, AccessRecord) and record.client == "10.1.2.3"
+    assert record.remote_user == "alice smith"
 
 
 @pytest.mark.parametrize("agent", ['Mozilla "raw" quotes', '"', 'a" "b', '" "x" "y" 1 2'])
@@ -218,7 +219,7 @@ def test_time_local_with_its_offset_becomes_utc(local: str, utc: dt.datetime) ->
     ("upstream", LINE + ' "h" "-" 0.1 x', "fields after $time_local"),
     ("upstream", LINE, "a line of the combined format, not upstream"),
     ("combined", "x" * 70_000, "longer than"),
-    ("combined", LINE + "\n" + LINE, "fields after $time_local"),  # two lines are not one
+    ("combined", LINE + "\n" + LINE, "extra text at column 114"),  # two lines are not one
     ("combined", LINE.replace("agent/1.0", "agent\n1.0"), "fields after $time_local"),
     ("combined", LINE.replace("/api/x", "/api\n/x"), "fields after $time_local"),
 ])

@@ -272,7 +272,7 @@ def test_follow_publishes_records_and_dead_letters_the_rest(tmp_path: Path) -> N
         ("/index.html", "web"), ("/api/orders", "api"), ("/index.html", "web")]
     assert all(topic == "nginx" for topic, _, _ in sink.published)
     assert sink.dead == [("nginx", "does not start with '$remote_addr - $remote_user "
-                                   "[$time_local] ' (upstream)", b"not an access log line")]
+                                   "[$time_local] \"' (upstream)", b"not an access log line")]
 
 
 class TrackingSink(ListSink):
