@@ -15,19 +15,16 @@ Run it alone (it prints the bootstrap address and runs until Ctrl-C)::
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from common import kafka, topics
-from common.jvm import JvmError, classpath, free_port, java_command, log_tail, port_is_taken
+from common.jvm import JvmError, JvmProcess, classpath, free_port, java_command, port_is_taken
 from common.settings import Settings
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "java_command"]
@@ -75,10 +72,11 @@ def server_config(host: str, port: int, controller_port: int, log_dirs: Path) ->
     return "\n".join(lines)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(JvmProcess):
     """An Apache Kafka process on loopback, its data kept, the kit's topics created.
 
-    Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`
+    (:class:`~common.jvm.JvmProcess`).
 
     Args:
         data_dir: the broker's folder (config, ``meta.properties``, logs of topics).
@@ -102,16 +100,14 @@ class EmbeddedBroker:
         heap: str = "384m",
         create: Iterable[topics.Topic] = topics.ALL,
     ) -> None:
-        self.data_dir = data_dir
+        super().__init__(data_dir, log_path or data_dir / "broker.log")
         self.host = host
         self.port = port
         self.controller_port = 0
-        self.log_path = log_path or data_dir / "broker.log"
         self.ready_timeout_s = ready_timeout_s
         self.jars_dir = jars_dir or Path(__file__).resolve().parent.parent / "jars"
         self.heap = heap
         self.create = tuple(create)
-        self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedBroker:
@@ -125,13 +121,16 @@ class EmbeddedBroker:
             heap=settings.broker_heap,
         )
 
+    engine = "Kafka"
+
     @property
-    def bootstrap(self) -> str:
+    def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+    def bootstrap(self) -> str:
+        """The bootstrap address clients connect to (:attr:`address`)."""
+        return self.address
 
     @property
     def config_path(self) -> Path:
@@ -182,25 +181,6 @@ class EmbeddedBroker:
                               f"({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
         log.info("formatted Kafka storage %s (cluster id %s)", self.log_dirs, cluster_id)
 
-    def start(self) -> str:
-        """Start the broker, wait until a client sees it, create the topics; returns the address."""
-        argv = self.prepare()
-        with self.log_path.open("ab") as log_file:
-            log_file.write(f"\n--- kafka starting on {self.bootstrap} at {time.ctime()}\n".encode())
-            log_file.flush()
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C goes to our supervisor, which stops it in order
-            )
-        try:
-            self.wait_ready(lambda: self._process.poll() if self._process else -1)
-        except BaseException:
-            self.stop()
-            raise
-        log.info("embedded Kafka broker (pid %s) ready at %s; data %s; log %s",
-                 self._process.pid, self.bootstrap, self.data_dir, self.log_path)
-        return self.bootstrap
-
     def wait_ready(self, exit_code: Callable[[], int | None]) -> list[str]:
         """Wait until a Kafka client sees the broker, then create the missing topics.
 
@@ -227,37 +207,6 @@ class EmbeddedBroker:
                     ) from None
         return kafka.create_topics(self.bootstrap, self.create)
 
-    def log_tail(self, lines: int = 20) -> str:
-        return log_tail(self.log_path, lines)
-
-    def kill(self) -> None:
-        """``kill -9`` the broker (tests of crashes); its data stays for the next start."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the broker: SIGTERM (a clean shutdown), SIGKILL after ``timeout_s``. Idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("Kafka did not stop within %.0f s: killed", timeout_s)
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     from common import settings as settings_module
@@ -268,25 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "jars_dir", "data_dir", "log_level"])
     settings = settings_module.from_args(parser.parse_args(argv))
     setup_logging(settings.log_level)
-    broker = EmbeddedBroker.from_settings(settings)
-    try:
-        print(broker.start(), flush=True)  # noqa: T201 - the address is this command's output
-    except JvmError as e:
-        log.error("%s", e)
-        return 1
-    stop = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with contextlib.suppress(KeyboardInterrupt):
-        while not stop and broker._process and broker._process.poll() is None:
-            time.sleep(0.2)
-    broker.stop()
-    return 0
+    return EmbeddedBroker.from_settings(settings).serve()
 
 
 if __name__ == "__main__":

@@ -2,17 +2,29 @@
 
 Kafka's broker (:mod:`common.broker`) and Cassandra's node (:mod:`storage.cassandra_node`)
 each run as one ``java -cp jars/<engine>/*`` process on loopback; both need a ``java``, their
-jars, free ports and the end of their log for error messages.
+jars, free ports and the end of their log for error messages, and both are started, waited
+for, stopped and killed the same way (:class:`JvmProcess`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
-__all__ = ["JvmError", "classpath", "free_port", "java_command", "log_tail", "port_is_taken"]
+__all__ = ["JvmError", "JvmProcess", "classpath", "free_port", "java_command", "log_tail",
+           "port_is_taken"]
+
+log = logging.getLogger(__name__)
 
 
 class JvmError(RuntimeError):
@@ -66,3 +78,107 @@ def log_tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+class JvmProcess:
+    """One engine's JVM as a child process: started, waited for, stopped, killed.
+
+    Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`.
+    A subclass says what differs: :attr:`engine` (its name in messages), :attr:`address`,
+    :meth:`prepare` (checks and config; returns the argv) and :meth:`wait_ready`. The
+    stack's supervisor runs the argv of :meth:`prepare` itself instead of :meth:`start`.
+    """
+
+    engine = "JVM"
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:  # pragma: no cover - every engine has one
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def prepare(self) -> list[str]:  # pragma: no cover - every engine has one
+        raise NotImplementedError
+
+    def wait_ready(self, exit_code: Callable[[], int | None]) -> Any:  # pragma: no cover
+        """Wait until the engine answers; ``exit_code`` says whether it ended (None: running)."""
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 20) -> str:
+        return log_tail(self.log_path, lines)
+
+    def start(self) -> str:
+        """Start the process and wait until it answers; returns its address."""
+        argv = self.prepare()
+        with self.log_path.open("ab") as out:
+            out.write(f"\n--- {self.engine.lower()} starting on {self.address} at "
+                      f"{time.ctime()}\n".encode())
+            out.flush()
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C goes to our supervisor, which stops it in order
+            )
+        try:
+            self.wait_ready(lambda: self._process.poll() if self._process else -1)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded %s (pid %s) ready at %s; data %s; log %s", self.engine,
+                 self._process.pid, self.address, self.data_dir, self.log_path)
+        return self.address
+
+    def kill(self) -> None:
+        """``kill -9`` the process (tests of crashes); its data stays for the next start."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM (a clean shutdown), SIGKILL after ``timeout_s``. Idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s: killed", self.engine, timeout_s)
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> JvmProcess:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def serve(self) -> int:
+        """``python -m`` of an engine: start, print the address, run until SIGTERM or Ctrl-C."""
+        try:
+            print(self.start(), flush=True)  # noqa: T201 - the address is the command's output
+        except JvmError as e:
+            log.error("%s", e)
+            return 1
+        stop = False
+
+        def on_signal(_signum: int, _frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        with contextlib.suppress(KeyboardInterrupt):
+            while not stop and self._process and self._process.poll() is None:
+                time.sleep(0.2)
+        self.stop()
+        return 0

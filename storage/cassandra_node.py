@@ -19,20 +19,16 @@ Run it alone (it prints the CQL address and runs until Ctrl-C)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from common.jvm import JvmError, classpath, free_port, java_command, log_tail, port_is_taken
+from common.jvm import JvmError, JvmProcess, classpath, free_port, java_command, port_is_taken
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -150,10 +146,11 @@ def available_memory_mib() -> int:
     return int(psutil.virtual_memory().available // (1024 * 1024))
 
 
-class CassandraNode:
+class CassandraNode(JvmProcess):
     """An Apache Cassandra process on loopback, its data kept.
 
-    Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`
+    (:class:`~common.jvm.JvmProcess`).
     ``python -m stack`` uses :meth:`prepare` (the argv) and :meth:`answers` (readiness)
     and runs the process under its supervisor instead.
 
@@ -173,16 +170,14 @@ class CassandraNode:
                  log_path: Path | None = None, ready_timeout_s: float = 120.0,
                  jars_dir: Path | None = None, heap: str = "512m",
                  unsafe_system: bool = False) -> None:
-        self.data_dir = data_dir
+        super().__init__(data_dir, log_path or data_dir / "cassandra.log")
         self.host = host
         self.port = port
         self.storage_port = 0
-        self.log_path = log_path or data_dir / "cassandra.log"
         self.ready_timeout_s = ready_timeout_s
         self.jars_dir = jars_dir or Path(__file__).resolve().parent.parent / "jars"
         self.heap = heap
         self.unsafe_system = unsafe_system
-        self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CassandraNode:
@@ -196,13 +191,11 @@ class CassandraNode:
             heap=settings.cassandra_heap,
         )
 
+    engine = "Cassandra"
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     @property
     def config_path(self) -> Path:
@@ -308,54 +301,6 @@ class CassandraNode:
                     f"machine); log {self.log_path}:\n{self.log_tail()}")
             time.sleep(0.25)
 
-    def log_tail(self, lines: int = 20) -> str:
-        return log_tail(self.log_path, lines)
-
-    def start(self) -> str:
-        """Start the node and wait until CQL answers; returns ``host:port``."""
-        argv = self.prepare()
-        with self.log_path.open("ab") as out:
-            out.write(f"\n--- cassandra starting on {self.address} at {time.ctime()}\n".encode())
-            out.flush()
-            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self.wait_ready(lambda: self._process.poll() if self._process else -1)
-        except BaseException:
-            self.stop()
-            raise
-        log.info("embedded Cassandra (pid %s) ready at %s; data %s; log %s",
-                 self._process.pid, self.address, self.data_dir, self.log_path)
-        return self.address
-
-    def kill(self) -> None:
-        """``kill -9`` the node (tests of crashes); its data stays for the next start."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the node: SIGTERM (Cassandra drains), SIGKILL after ``timeout_s``. Idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("Cassandra did not stop within %.0f s: killed", timeout_s)
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> CassandraNode:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     from common import settings as settings_module
@@ -366,25 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "jars_dir", "data_dir", "log_level"])
     settings = settings_module.from_args(parser.parse_args(argv))
     setup_logging(settings.log_level)
-    node = CassandraNode.from_settings(settings)
-    try:
-        print(node.start(), flush=True)  # noqa: T201 - the address is this command's output
-    except JvmError as e:
-        log.error("%s", e)
-        return 1
-    stop = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with contextlib.suppress(KeyboardInterrupt):
-        while not stop and node._process and node._process.poll() is None:
-            time.sleep(0.2)
-    node.stop()
-    return 0
+    return CassandraNode.from_settings(settings).serve()
 
 
 if __name__ == "__main__":
