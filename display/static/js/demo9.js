@@ -17,6 +17,26 @@
   let view = [];             // Vizceral's current view: [] or [host]
 
   // -- Vizceral -------------------------------------------------------------------------
+  // A host's donut has one slice per traffic class, each a THREE.RingGeometry whose
+  // mergeVertices() merges points closer than 1e-4: a slice far thinner than that loses every
+  // face, and three.js logs "THREE.DirectGeometry: Faceless geometries are not supported."
+  // Vizceral 4.9 floors a class with no requests at 5e-8 of the circle (node.js, updateData),
+  // thin enough for that to happen at some start angles; a quiet host beside busy ones (one
+  // request in a window) does the same with a real share. Such slices cannot be seen (a
+  // 1e-4 share is 0.04°), so they are left out: a missing class draws no slice at all.
+  const MIN_DONUT_SHARE = 1e-4;
+  if (window.Vizceral && !Vizceral.Node.prototype.updateData.streamkit) {
+    const updateData = Vizceral.Node.prototype.updateData;
+    Vizceral.Node.prototype.updateData = function (totalVolume) {
+      const updated = updateData.call(this, totalVolume);
+      const shares = this.data.globalClassPercents || {};
+      for (const key of Object.keys(shares)) {
+        if (!(shares[key] >= MIN_DONUT_SHARE)) delete shares[key]; // NaN too (no traffic at all)
+      }
+      return updated;
+    };
+    Vizceral.Node.prototype.updateData.streamkit = true;
+  }
   const canvas = document.getElementById("vizceral");
   const wrap = document.getElementById("viz-wrap");
   const back = document.getElementById("viz-back");
