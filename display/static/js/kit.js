@@ -266,7 +266,10 @@
       const m = this.margin;
       const all = this.options.series.flatMap((s) => this.data[s.id] || []);
       this.showEmpty(!all.length, width, height);
-      if (!all.length) return;
+      if (!all.length) { // no lines of earlier data under the empty state
+        for (const g of [this.gBands, this.gLines, this.gPoints]) g.selectAll("*").remove();
+        return;
+      }
       let [t0, t1] = d3.extent(all, (d) => d.t);
       if (+t0 === +t1) { t0 = new Date(+t0 - 1000); t1 = new Date(+t1 + 1000); }
       const x = d3.scaleUtc().domain([t0, t1]).range([m.left, width - m.right]);
@@ -381,18 +384,31 @@
         this.gAxis.attr("transform", `translate(${m.left},0)`).transition(t).call(d3.axisLeft(value).tickValues(ticks).tickFormat(this.format));
       }
       const labelOf = new Map(items.map((d) => [d.key, d.label]));
-      const bars = this.gBars.selectAll("g.bar").data(items, (d) => d.key).join(
+      // A bar whose item is gone drops its labels at once and only its rect fades out: a
+      // fading label would sit under the new label of its row (on /demo11 every window
+      // replaces all ten bars). It is marked `leaving` and left out of later joins, so an
+      // item that comes back gets a new bar instead of one half faded with no labels.
+      // A new bar starts in its own row (column), so its label never sweeps across others.
+      const bars = this.gBars.selectAll("g.bar:not(.leaving)").data(items, (d) => d.key).join(
         (enter) => {
           const g = enter.append("g").attr("class", "bar").attr("opacity", 0);
           g.append("rect").attr("rx", 2);
           g.append("text").attr("class", "bar-label");
           g.append("text").attr("class", "bar-value");
-          if (horizontal) g.select("rect").attr("x", m.left).attr("width", 0);
-          else g.select("rect").attr("y", height - m.bottom).attr("height", 0);
+          if (horizontal) {
+            g.select("rect").attr("x", m.left).attr("width", 0).attr("y", (d) => band(d.key)).attr("height", band.bandwidth());
+            g.select(".bar-label").attr("x", m.left - 6).attr("y", (d) => band(d.key) + band.bandwidth() / 2);
+            g.select(".bar-value").attr("x", m.left + 4).attr("y", (d) => band(d.key) + band.bandwidth() / 2);
+          } else {
+            g.select("rect").attr("y", height - m.bottom).attr("height", 0).attr("x", (d) => band(d.key)).attr("width", band.bandwidth());
+            g.select(".bar-value").attr("x", (d) => band(d.key) + band.bandwidth() / 2).attr("y", height - m.bottom);
+          }
           return g;
         },
         (update) => update,
-        (exit) => exit.transition(t).attr("opacity", 0).remove());
+        (exit) => exit.classed("leaving", true).attr("pointer-events", "none")
+          .call((g) => g.selectAll("text").remove())
+          .transition(t).attr("opacity", 0).remove());
       bars.on("mousemove", (event, d) => {
         const [px, py] = d3.pointer(event, this.el);
         this.showTip(px, py, [labelOf.get(d.key) || d.key, `${this.format(d.value)}${d.detail ? " · " + d.detail : ""}`]);
@@ -454,7 +470,7 @@
       if (this.data.below) outside.push(`${Kit.fmt.integer(this.data.below)} below ${this.format(bins.length ? bins[0].x0 : null)}`);
       if (this.data.above) outside.push(`${Kit.fmt.integer(this.data.above)} at or above ${this.format(bins.length ? bins[bins.length - 1].x1 : null)}`);
       this.note.text(bins.length ? `${Kit.fmt.integer(total)} values` + (outside.length ? ` (${outside.join(", ")})` : "") : "");
-      if (!bins.length) return;
+      if (!bins.length) { this.gBars.selectAll("rect").remove(); return; } // no bars of earlier data under the empty state
       const m = this.margin;
       const x = d3.scaleLinear().domain([bins[0].x0, bins[bins.length - 1].x1]).range([m.left, width - m.right]);
       const y = d3.scaleLinear().domain([0, d3.max(bins, (b) => b.count) || 1]).nice().range([height - m.bottom, m.top]);
