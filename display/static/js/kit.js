@@ -176,9 +176,13 @@
   };
 
   // -- shared chart plumbing ----------------------------------------------------
+  /** Every chart of the page, with the data it was last given (for the browser tests and the curious). */
+  Kit.charts = [];
+
   /** An <svg> in `el` with a tooltip, resize handling and an empty-state message. */
   class Chart {
     constructor(element, options, defaults) {
+      Kit.charts.push(this);
       this.el = typeof element === "string" ? document.querySelector(element) : element;
       this.options = Object.assign({ unit: "" }, defaults, options);
       this.format = this.options.format || Kit.unitFormatter(this.options.unit);
