@@ -282,7 +282,8 @@ KNOWN_TEXT = {"http_referer": "referer", "http_user_agent": "user_agent", "host"
 UNKNOWN = ("cookie_session", "arg_q", "ssl_protocol", "sent_http_content_type")
 TYPED = ("time_local", "time_iso8601", "msec", "status", "body_bytes_sent", "request_time",
          "request_length", "upstream_status", "upstream_response_time")
-SEPARATORS = (" ", " - ", " | ", ", ", "\t", " key=", "::")
+# Not ":" or "::": addresses hold them, so nginx's own line would be ambiguous.
+SEPARATORS = (" ", " - ", " | ", ", ", "\t", " key=", ";")
 
 addresses = st.sampled_from(["10.0.0.1:80", "unix:/run/app.sock", "backend", "[::1]:8080"])
 milliseconds = st.integers(0, 10**6).map(lambda ms: f"{ms / 1000:.3f}")
