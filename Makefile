@@ -11,11 +11,12 @@ JARS   := jars
 JARS_STAMP := $(JARS)/.setup-stamp
 MVN    ?= mvn
 
-.PHONY: run test setup jars check-tools bench lint clean help
+.PHONY: run test test-fast setup jars check-tools bench lint clean help
 
 help:
 	@echo "make run    set up, then run the whole stream on this machine (Ctrl-C stops it)"
 	@echo "make test   set up, then run the test suite"
+	@echo "make test-fast  only the tests that start nothing (no broker, Spark, browser): seconds"
 	@echo "make bench  set up, then run every benchmark in bench/"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove the virtual environment, node modules and data/"
@@ -25,6 +26,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest --fast -q
 
 bench: setup
 	$(PY) bench/run_all.py

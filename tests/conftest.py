@@ -205,10 +205,31 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         assert not leftovers, f"processes left behind: {[p.cmdline()[:3] for p in leftovers]}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that use the whole running stack last, together.
+#: Fixtures that start an engine, a browser or the stack: tests using them are not fast.
+SLOW_FIXTURES = frozenset({"broker", "bootstrap", "new_topic", "cassandra", "spark",
+                           "running_stack", "browser"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true",
+                     help="only the tests that need no broker, Spark, Cassandra, browser or "
+                          "running stack (make test-fast: the edit-test loop)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests that use the whole running stack last, together; with ``--fast``, only
+    the tests that start nothing (no fixture of :data:`SLOW_FIXTURES`, no ``slow`` mark).
 
     The stack (a broker, a Spark application with every job, the sources) keeps two cores
     busy while it runs; started early, it would slow every test after it.
     """
+    if config.getoption("--fast"):
+        slow = [item for item in items
+                if SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("slow") or item.get_closest_marker("spark")
+                or item.get_closest_marker("browser")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            kept = set(map(id, slow))
+            items[:] = [item for item in items if id(item) not in kept]
     items.sort(key=lambda item: "running_stack" in getattr(item, "fixturenames", ()))

@@ -40,6 +40,8 @@ from common.waiting import eventually
 from storage.base import ResultRow
 from storage.disk import DiskStore
 
+pytestmark = pytest.mark.slow  # starts the stack's parts itself
+
 ROOT = Path(__file__).resolve().parent.parent
 T0 = dt.datetime(2026, 11, 22, 8, 0, 0, tzinfo=dt.UTC)
 

@@ -35,7 +35,7 @@ def window(stream: str, key: str, start_s: int, **values: object) -> ResultRow:
     return ResultRow(stream, key, start, start + 10 * SECOND, values)
 
 
-@pytest.fixture(params=["disk", "cassandra"])
+@pytest.fixture(params=["disk", pytest.param("cassandra", marks=pytest.mark.slow)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     clock = Clock()
     if request.param == "disk":
@@ -132,7 +132,7 @@ def test_naive_times_are_refused(store: Store) -> None:
         store.upsert([naive])
 
 
-@pytest.fixture(params=["disk", "cassandra"])
+@pytest.fixture(params=["disk", pytest.param("cassandra", marks=pytest.mark.slow)])
 def writer_and_reader(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     """Two stores on the same data, as a job and the display server hold them."""
     made: list[Store] = []
