@@ -5,9 +5,9 @@ jobs and stores of ``running_stack`` feed the pages, with whatever their data ho
 named by a garbage request, a sliding window that replaces every bar). The index and every
 demo of the catalogue stay open together through several live updates; the test fails on
 any console error or uncaught exception, and on anything an update leaves behind in a chart
-(an old label beside the new ones, an element faded part-way, a bar of an earlier update:
-tests/browser/watch_updates.js says what is checked); the failing page's screenshot is saved
-as artifacts/screenshots/live-*.png.
+(an old label beside the new ones, an element faded part-way, a bar of an earlier update)
+and on a Vizceral donut slice too thin to draw (tests/browser/watch_updates.js says what is
+checked); the failing page's screenshot is saved as artifacts/screenshots/live-*.png.
 """
 
 from __future__ import annotations

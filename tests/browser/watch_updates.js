@@ -8,7 +8,9 @@
  *   ones" of /demo11.
  * - At any moment: an element faded part-way (0 < opacity < 1) must still be in a transition,
  *   and so must a bar, arc or bin that is not in its chart's latest data; each item of a bar
- *   chart has exactly one bar (so no label twice).
+ *   chart has exactly one bar (so no label twice). On /demo9 no Vizceral donut slice may be
+ *   too thin to keep its faces (the cause of three.js's "Faceless geometries" error, which
+ *   shows only at some angles).
  */
 (function () {
   "use strict";
@@ -63,6 +65,17 @@
       const bins = (chart.data.bins || []).length;
       const rects = chart.el.querySelectorAll("svg rect").length;
       if (rects !== bins) report(`${name(chart)}: ${rects} bars for ${bins} bins`);
+    }
+    // /demo9: a Vizceral donut slice too thin to keep a face once three.js merges its
+    // vertices (then it logs "Faceless geometries are not supported", or would at another angle).
+    const viz = window.streamkitVizceral;
+    for (const node of Object.values((viz && viz.currentGraph && viz.currentGraph.nodes) || {})) {
+      for (const slice of (node.view && node.view.donutGraphSegments) || []) {
+        const geometry = slice.geometry;
+        if (!(geometry.parameters.thetaLength >= 2 * Math.PI * 1e-4) || !geometry.faces.length) {
+          report(`#vizceral: ${node.getName()} has a donut slice of ${geometry.parameters.thetaLength} rad (${geometry.faces.length} faces)`);
+        }
+      }
     }
     return problems;
   }
