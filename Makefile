@@ -35,7 +35,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy common input processing storage display stack
+	$(VENV)/bin/mypy common buffer input processing storage display stack
 
 setup: check-tools $(STAMP) $(NPM_STAMP) $(JARS_STAMP)
 

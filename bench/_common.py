@@ -2,7 +2,7 @@
 
 Every benchmark runs in its own :class:`Workspace` (a fresh directory under the
 system's temp folder, never ``./data``), starts its own embedded broker (the
-stack's, with ``BROKER_PORT=0``, or :class:`common.broker.EmbeddedBroker` on port
+stack's, with ``BROKER_PORT=0``, or :class:`buffer.broker.EmbeddedBroker` on port
 0), binds loopback only, bounds every wait, and stops every process it started,
 including any left behind by a child that died (found by their ``DATA_DIR``).
 """
@@ -240,7 +240,7 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
 
 
 def free_port() -> int:
-    from common.broker import free_port as free
+    from buffer.broker import free_port as free
 
     return free("127.0.0.1")
 
@@ -451,7 +451,7 @@ class Health:
     def __init__(self, bootstrap: str) -> None:
         from confluent_kafka import TopicPartition
 
-        from common import kafka, topics
+        from buffer import kafka, topics
 
         self._consumer = kafka.follower(bootstrap, 250)
         self._consumer.assign([TopicPartition(topics.HEALTH.name, 0, 0)])

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import kafka, topics
+from buffer import kafka, topics
 from common.records import VmstatSample, format_time, utc_now
 from input.base import KafkaSink, Source
 

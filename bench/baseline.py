@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import kafka, topics
+from buffer import kafka, topics
 from common import settings as settings_module
 from common.records import VmstatSample, format_time, utc_now
 from storage.base import ResultRow
@@ -238,11 +238,9 @@ class Baseline:
         return self._store
 
     def run(self) -> None:
-        from confluent_kafka import TopicPartition
-
-        consumer = kafka.follower(self.bootstrap, 100)  # paced: see common.kafka.follower
-        parts = kafka.partitions_of(consumer, [topics.VMSTAT.name])[topics.VMSTAT.name]
-        consumer.assign([TopicPartition(topics.VMSTAT.name, p, 0) for p in parts])
+        consumer = kafka.follower(self.bootstrap, 100)  # paced: see buffer.kafka.follower
+        vmstat = topics.VMSTAT.name
+        consumer.assign(kafka.positions(consumer, [vmstat], at="start")[vmstat])
         trigger = self.settings.trigger_seconds
         batch_id = 0
         next_tick = time.monotonic()

@@ -73,7 +73,8 @@ from bench._common import (
     table,
     wait_for,
 )
-from common import catalogue, kafka, topics
+from buffer import kafka, topics
+from common import catalogue
 from common.records import parse_time
 
 MIB = 2**20

@@ -75,7 +75,7 @@ from bench._common import (
     table,
     wait_for,
 )
-from common.broker import EmbeddedBroker
+from buffer.broker import EmbeddedBroker
 
 BASELINE_QUERIES = ["vmstat_windows@baseline"]
 HOSTS = 24  # distinct hosts (Kafka keys) of a step, whatever the number of generators

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common import topics
+from buffer import topics
 
 __all__ = ["DEMOS", "STREAMS", "Accounting", "Demo", "Stream", "demo", "stream"]
 

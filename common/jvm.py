@@ -1,6 +1,6 @@
 """Starting the JVM engines the kit fetches from Maven Central (``make setup``): what they share.
 
-Kafka's broker (:mod:`common.broker`) and Cassandra's node (:mod:`storage.cassandra_node`)
+Kafka's broker (:mod:`buffer.broker`) and Cassandra's node (:mod:`storage.cassandra_node`)
 each run as one ``java -cp jars/<engine>/*`` process on loopback; both need a ``java``, their
 jars, free ports and the end of their log for error messages, and both are started, waited
 for, stopped and killed the same way (:class:`JvmProcess`).

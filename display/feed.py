@@ -14,7 +14,7 @@ Two consumers, each with its own thread: one for the always-followed topics (a f
 messages a second), one for the raw topics, so that a result never waits behind a
 busy raw topic's fetch. An empty fetch waits at the broker at most
 DISPLAY_RESULTS_FETCH_MS (results) or DISPLAY_FETCH_MS (raw topics) and returns as
-soon as a record arrives (:func:`common.kafka.follower`).
+soon as a record arrives (:func:`buffer.kafka.follower`).
 
 Latency: each loop blocks in ``poll()`` for the first message and then drains
 what is already there with ``consume(n, 0)``: ``consume(n, timeout)`` alone
@@ -33,7 +33,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from common import catalogue, kafka, records, topics
+from buffer import kafka, topics
+from common import catalogue, records
 from common.records import format_time, utc_now
 from display.hub import Hub
 
@@ -140,11 +141,9 @@ class KafkaFeed:
         added = sorted(wanted - set(following))
         if not added:
             return
-        parts = {t: ps for t, ps in kafka.partitions_of(probe, added).items() if ps}
-        ends = kafka.end_offsets(probe, [(t, p) for t, ps in parts.items() for p in ps])
-        consumer.incremental_assign([TopicPartition(t, p, ends[(t, p)][1])
-                                     for t, ps in parts.items() for p in ps])
-        following.update(parts)
+        ends = {t: ps for t, ps in kafka.positions(probe, added, at="end").items() if ps}
+        consumer.incremental_assign([tp for tps in ends.values() for tp in tps])
+        following.update({t: [tp.partition for tp in tps] for t, tps in ends.items()})
 
     def _on_client_error(self, loop: str, error: KafkaError) -> None:
         """librdkafka's error callback: the broker cannot be reached (runs in poll())."""

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from common import catalogue, topics
+from buffer import topics
+from common import catalogue
 from common.records import RecordError, parse_time
 
 __all__ = ["STAGES", "StageLatency", "accounting_rows", "percentile", "raw_stages", "result_stages"]

@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from buffer import topics
+from buffer.kafka import JsonPublisher, wait_until_ready
 from common import settings as settings_module
-from common import topics
-from common.kafka import JsonPublisher, wait_until_ready
 from common.logs import setup_logging
 from common.records import format_time, utc_now
 from common.settings import Settings

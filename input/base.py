@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from common import topics
+from buffer import topics
 from common.records import Record, format_time, utc_now
 
 __all__ = ["Counters", "KafkaSink", "ListSink", "Pacer", "Rejected", "Sink", "Source"]
@@ -90,7 +90,7 @@ class KafkaSink:
     """Publishes records as JSON, stamping ``produced_at``; rejects go to ``dead-letters``."""
 
     def __init__(self, bootstrap: str, clock: Clock = utc_now, **producer_config: Any) -> None:
-        from common.kafka import JsonPublisher
+        from buffer.kafka import JsonPublisher
 
         self._publisher = JsonPublisher(bootstrap, **producer_config)
         self._clock = clock

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import topics
+from buffer import topics
 from common.records import CensusRow, utc_now
 from input.base import Clock, Rejected, Source
 from input.random_numbers import RatePacer
@@ -256,8 +256,8 @@ class CensusSource(Source):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from buffer.kafka import wait_until_ready
     from common import settings as settings_module
-    from common.kafka import wait_until_ready
     from common.logs import setup_logging
     from input.base import KafkaSink
 

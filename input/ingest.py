@@ -49,7 +49,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from common import topics
+from buffer import topics
 from common.records import (
     AccessRecord,
     CaseReport,
@@ -329,7 +329,7 @@ class AckingKafkaSink:
     def __init__(self, bootstrap: str, ack_timeout_s: float = 10.0,
                  dead_letter_topic: str = topics.DEAD_LETTERS.name, clock: Clock = utc_now,
                  **producer_config: Any) -> None:
-        from common import kafka
+        from buffer import kafka
 
         config = {"linger.ms": 1, "message.timeout.ms": int(ack_timeout_s * 1000),
                   **producer_config}
@@ -494,7 +494,7 @@ def serve(app: Flask, host: str, port: int) -> BaseWSGIServer:
 def _report_health(ingest: Ingest, bootstrap: str, stop: threading.Event,
                    interval_s: float = 2.0) -> None:
     """Log the counters and publish them to ``health`` every ``interval_s`` until ``stop``."""
-    from common.kafka import JsonPublisher
+    from buffer.kafka import JsonPublisher
 
     publisher = JsonPublisher(bootstrap)
     last = (time.monotonic(), 0)
@@ -516,8 +516,8 @@ def _report_health(ingest: Ingest, bootstrap: str, stop: threading.Event,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from buffer.kafka import wait_until_ready
     from common import settings as settings_module
-    from common.kafka import wait_until_ready
     from common.logs import setup_logging
 
     parser = settings_module.argument_parser(

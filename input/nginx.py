@@ -61,7 +61,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import topics
+from buffer import topics
 from common.accesslog import AccessLogParser, Malformed, ServiceMap
 from common.nginx_format import LogFormat, LogFormatError
 from common.records import AccessRecord, utc_now
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         sink = PrintSink()
     else:
-        from common.kafka import wait_until_ready
+        from buffer.kafka import wait_until_ready
         from input.base import KafkaSink
 
         if settings.kafka_bootstrap_servers is None:

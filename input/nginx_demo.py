@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from common.broker import free_port
+from buffer.broker import free_port
 from common.waiting import eventually
 
 __all__ = ["CLIENTS", "CONFIG_TEMPLATE", "DemoSite", "NginxError", "TrafficDriver", "client_hello",

@@ -17,7 +17,7 @@ Distributions (``RANDOM_PARAMS``; empty means the defaults in brackets):
 records stay in one partition, in order; ``seq`` counts up from 0. When a
 producer (re)starts it resumes at one past the highest ``seq`` it has in
 Kafka, found by reading the tail of its partition backwards (end offsets via
-:func:`common.kafka.end_offsets`), or at the
+:func:`buffer.kafka.end_offsets`), or at the
 ``next_seq`` of its state file ``DATA_DIR/state/random-<producer>.json``,
 whichever is higher. The state file is written only after a flush succeeded
 (every ``checkpoint_interval_s`` and at a clean stop), so it never claims a
@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import topics
+from buffer import topics
 from common.records import RandomNumber, format_time, utc_now
 from common.settings import Settings
 from input.base import Clock, Counters, Pacer, Sink, Source
@@ -146,7 +146,7 @@ def default_partition(key: str, partitions: int) -> int:
     """The partition librdkafka's default partitioner (``consistent_random``) gives a key.
 
     CRC-32 of the key modulo the partition count; the kit's producers
-    (:func:`common.kafka.producer`) keep that default. A test checks it against the broker.
+    (:func:`buffer.kafka.producer`) keep that default. A test checks it against the broker.
     """
     return zlib.crc32(key.encode()) % partitions
 
@@ -164,7 +164,7 @@ def last_seq_in_kafka(bootstrap: str, topic: str, producer: str, timeout_s: floa
     """
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-    from common import kafka
+    from buffer import kafka
 
     deadline = time.monotonic() + timeout_s
     probe = kafka.offset_probe(bootstrap)
@@ -356,8 +356,8 @@ class RandomSource(Source):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from buffer.kafka import wait_until_ready
     from common import settings as settings_module
-    from common.kafka import wait_until_ready
     from common.logs import setup_logging
     from input.base import KafkaSink
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from common import topics
+from buffer import topics
 from common.records import VmstatSample, utc_now
 from input.base import Clock, Pacer, Rejected, Source
 
@@ -243,8 +243,8 @@ def _zone(name: str | None) -> dt.tzinfo:
 
 
 def main(argv: list[str] | None = None, stdin: TextIO | None = None) -> int:
+    from buffer.kafka import wait_until_ready
     from common import settings as settings_module
-    from common.kafka import wait_until_ready
     from common.logs import setup_logging
     from input.base import KafkaSink
 

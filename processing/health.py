@@ -17,7 +17,7 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
-from common import topics
+from buffer import topics
 from common.records import format_time, utc_now
 from common.waiting import DeadlineExceeded, eventually
 
@@ -135,7 +135,7 @@ class HealthReporter(StreamingQueryListener):
         #: names of the queries whose end was reported (see :meth:`close`)
         self.terminated: set[str] = set()
         if bootstrap:
-            from common.kafka import JsonPublisher
+            from buffer.kafka import JsonPublisher
 
             self._publisher = JsonPublisher(bootstrap)
         self.last: dict[str, dict[str, Any]] = {}

@@ -29,7 +29,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from common import catalogue, topics
+from buffer import topics
+from common import catalogue
 from common.settings import Settings, argument_parser, from_args
 from common.waiting import DeadlineExceeded, eventually
 from processing import pipeline

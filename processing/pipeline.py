@@ -39,7 +39,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from common import records, topics
+from buffer import topics
+from common import records
 from common.settings import Settings
 from common.waiting import DeadlineExceeded, eventually
 from processing.mirror import Mirror
@@ -330,7 +331,7 @@ class ResultWriter:
         if self._bootstrap is None:
             return
         if self._publisher is None:
-            from common.kafka import JsonPublisher
+            from buffer.kafka import JsonPublisher
 
             self._publisher = JsonPublisher(self._bootstrap)
         self._publisher.publish(topics.RESULTS.name, message, key=message["stream"])

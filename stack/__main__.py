@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from buffer import topics
 from common import settings as settings_module
-from common import topics
 from common.jvm import JvmError
 from common.logs import setup_logging
 from common.settings import Settings
@@ -91,17 +91,12 @@ class HealthWatcher:
     """Follows the ``health`` topic from its end, keeping the latest message per query/source."""
 
     def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka import TopicPartition
-
-        from common import kafka
+        from buffer import kafka
 
         self._consumer = kafka.follower(bootstrap, 250)
         probe = kafka.offset_probe(bootstrap)
-        parts = kafka.partitions_of(probe, [topics.HEALTH.name])[topics.HEALTH.name]
-        ends = kafka.end_offsets(probe, [(topics.HEALTH.name, p) for p in parts])
+        self._consumer.assign(kafka.positions(probe, [topics.HEALTH.name])[topics.HEALTH.name])
         probe.close()
-        self._consumer.assign([TopicPartition(topics.HEALTH.name, p, ends[(topics.HEALTH.name, p)][1])
-                               for p in parts])
         self.ready_queries: list[str] | None = None
         self.first_query: str | None = None  # the first query Spark started
         self.queries: dict[str, dict[str, Any]] = {}
@@ -155,7 +150,7 @@ class StagePublisher:
     EVERY_S = 5.0
 
     def __init__(self, bootstrap: str) -> None:
-        from common import kafka
+        from buffer import kafka
 
         self._publisher = kafka.JsonPublisher(bootstrap)
         self._last = 0.0
@@ -304,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     cassandra_child: Child | None = None
     try:
         if settings.embedded_broker:
-            from common.broker import EmbeddedBroker
+            from buffer.broker import EmbeddedBroker
 
             broker = EmbeddedBroker.from_settings(settings)
             progress.show("starting the embedded Apache Kafka broker ...")
@@ -320,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.done(f"Kafka: embedded Apache Kafka at {bootstrap} (data {broker.data_dir}; "
                           f"log {broker.log_path})")
         else:
-            from common import kafka
+            from buffer import kafka
 
             bootstrap = str(settings.kafka_bootstrap_servers)
             kafka.wait_until_ready(bootstrap, settings.broker_ready_timeout_s)

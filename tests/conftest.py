@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from common import kafka, settings
-from common.broker import EmbeddedBroker
-from common.topics import Topic
+from buffer import kafka
+from buffer.broker import EmbeddedBroker
+from buffer.topics import Topic
+from common import settings
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -161,7 +162,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     import sys
     import urllib.request
 
-    from common.broker import free_port
+    from buffer.broker import free_port
     from common.waiting import eventually
 
     data_dir = tmp_path_factory.mktemp("stack").resolve()

@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from common import kafka
+from buffer import kafka
 
 
 def _ends(bootstrap: str, topic: str) -> dict[tuple[str, int], tuple[int, int]]:

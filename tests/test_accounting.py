@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from common import kafka, settings
-from common.broker import EmbeddedBroker
+from buffer import kafka
+from buffer.broker import EmbeddedBroker
+from common import settings
 from input.base import KafkaSink
 from input.random_numbers import RandomSource
 from processing import random_stats

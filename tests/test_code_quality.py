@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["common", "input", "processing", "storage", "display", "stack"]
+PACKAGES = ["common", "buffer", "input", "processing", "storage", "display", "stack"]
 
 
 def test_ruff() -> None:

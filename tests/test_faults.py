@@ -33,8 +33,8 @@ import pytest
 import socketio
 from confluent_kafka import TopicPartition
 
-from common import kafka, topics
-from common.broker import EmbeddedBroker, free_port
+from buffer import kafka, topics
+from buffer.broker import EmbeddedBroker, free_port
 from common.records import VmstatSample
 from common.waiting import eventually
 from storage.base import ResultRow

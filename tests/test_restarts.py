@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
-from common import kafka, settings, topics
-from common.broker import EmbeddedBroker
+from buffer import kafka, topics
+from buffer.broker import EmbeddedBroker
+from common import settings
 from common.records import VmstatSample
 from common.waiting import eventually
 from processing import vmstat_windows

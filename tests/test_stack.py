@@ -219,7 +219,8 @@ def test_each_stage_killed_comes_back_by_itself_and_the_books_still_balance(
     import sqlite3
     from collections import Counter
 
-    from common import records, topics
+    from buffer import topics
+    from common import records
     from common.records import VmstatSample
     from common.waiting import DeadlineExceeded
     from tests.kafka_topics import raw_values

@@ -28,7 +28,7 @@ LOCK_FILE = ROOT / "requirements.lock"
 POM_FILE = ROOT / "queue" / "pom.xml"
 SERVER_PROPERTIES = ROOT / "queue" / "server.properties"
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
-FIRST_PARTY = ("common", "input", "processing", "storage", "display", "stack")
+FIRST_PARTY = ("common", "buffer", "input", "processing", "storage", "display", "stack")
 
 
 # -- docker-compose.yml

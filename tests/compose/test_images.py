@@ -17,7 +17,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {}
 #: Settings a service's code reaches (imports followed statically) but never reads in its
 #: container, with why: their default paths need not exist in the image.
 UNREAD_SETTINGS: dict[tuple[str, str], str] = {
-    ("sources", "jars_dir"): "input.nginx_demo imports common.broker for free_port() only; the "
+    ("sources", "jars_dir"): "input.nginx_demo imports buffer.broker for free_port() only; the "
                              "compose stack's broker is the kafka service",
 }
 
@@ -72,7 +72,7 @@ def test_dockerfile_conventions(path: str) -> None:
             if "npm " in rest:
                 assert "npm ci" in rest and "npm install" not in rest, f"{path}: use npm ci"
     copied = " ".join(image.final.args("COPY"))
-    assert "queue/topics.toml" in copied, f"{path}: common.topics reads queue/topics.toml"
+    assert "queue/topics.toml" in copied, f"{path}: buffer.topics reads queue/topics.toml"
 
 
 @pytest.mark.parametrize("name", sorted(model.kit_services()))
@@ -184,7 +184,7 @@ def test_the_build_context_leaves_out_secrets_environments_and_data() -> None:
                  "tests/conftest.py", ".git/config", "artifacts/x.png",
                  "common/__pycache__/topics.cpython-311.pyc", "input/.env"):
         assert model.ignored_by_docker(path), f"{path} would be sent to the Docker build"
-    for path in ("requirements.lock", "queue/topics.toml", "queue/pom.xml", "common/topics.py",
+    for path in ("requirements.lock", "queue/topics.toml", "queue/pom.xml", "buffer/topics.py",
                  "input/data/census/population.json", "display/package-lock.json",
                  "display/static/js/kit.js", "processing/jobs.py", "storage/disk.py"):
         assert not model.ignored_by_docker(path), f"{path} is left out of the build context"

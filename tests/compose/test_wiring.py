@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from buffer import topics
 from common import settings as settings_module
-from common import topics
 from tests.compose import model
 
 SERVICES = model.services()
@@ -82,14 +82,14 @@ def test_topics_the_stack_is_configured_with_exist() -> None:
 
 def test_the_topics_service_creates_every_topic_before_anything_uses_kafka() -> None:
     topics_service = SERVICES["topics"]
-    assert model.command(topics_service) == ["python", "-m", "common.topics"]
+    assert model.command(topics_service) == ["python", "-m", "buffer"]
     assert topics_service.get("restart") == "no"
-    source = (model.ROOT / "common" / "topics.py").read_text()
-    assert re.search(r"create_topics\([^)]*\bALL\)", source), "common.topics no longer creates ALL"
+    source = (model.ROOT / "buffer" / "__main__.py").read_text()
+    assert re.search(r"create_topics\([^)]*\bALL\)", source), "python -m buffer no longer creates ALL"
     # The broker does not create topics on first use: each topic must exist before its users.
     assert model.environment(SERVICES["kafka"])["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     for name, service in KIT.items():
-        if name == "topics" or not model.service_closure(service).reaches("common.kafka"):
+        if name == "topics" or not model.service_closure(service).reaches("buffer.kafka"):
             continue
         waits = model.all_dependencies(name)
         assert "service_completed_successfully" in waits.get("topics", set()), (
@@ -118,7 +118,7 @@ def test_every_variable_an_image_sets_is_a_kit_setting_or_a_tools_own(path: str)
 def test_kafka_users_get_the_brokers_internal_listener() -> None:
     host, port = model.kafka_listeners("ADVERTISED_LISTENERS")["PLAINTEXT"]
     assert host == "kafka" and model.kafka_listeners("LISTENERS")["PLAINTEXT"][1] == port
-    users = [n for n, s in KIT.items() if model.service_closure(s).reaches("common.kafka")]
+    users = [n for n, s in KIT.items() if model.service_closure(s).reaches("buffer.kafka")]
     assert {"topics", "sources", "ingest", "processing", "display"} <= set(users)
     for name in users:
         assert _service_env(name).get("KAFKA_BOOTSTRAP_SERVERS") == f"{host}:{port}", name

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from common import catalogue, kafka, topics
-from common.broker import EmbeddedBroker
+from buffer import kafka, topics
+from buffer.broker import EmbeddedBroker
+from common import catalogue
 from common.records import VmstatSample
 from common.waiting import eventually
 from display.feed import KafkaFeed

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from buffer.topics import RANDOM
 from common.records import RandomNumber, Record
-from common.topics import RANDOM
 from input.base import ListSink, Pacer, Rejected, Source, dead_letter_value
 
 T0 = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)

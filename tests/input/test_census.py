@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from common import topics
+from buffer import topics
+from buffer.topics import Topic
 from common.records import CensusRow, from_json
-from common.topics import Topic
 from input.base import KafkaSink, ListSink, Rejected
 from input.census import (
     INCOME_FILE,

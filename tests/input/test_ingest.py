@@ -21,8 +21,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from buffer.broker import free_port
 from common import settings
-from common.broker import free_port
 from common.records import CaseReport, from_json
 from common.waiting import eventually
 from input.base import ListSink

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from buffer.topics import Topic
 from common import settings
 from common.accesslog import FORMATS, AccessLogParser
 from common.records import AccessRecord
-from common.topics import Topic
 from input import nginx_tail
 from input.base import KafkaSink, ListSink, Rejected
 from input.nginx import (

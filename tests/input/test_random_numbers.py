@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from buffer.topics import Topic
 from common.records import RandomNumber, from_json
-from common.topics import Topic
 from input.base import KafkaSink, ListSink
 from input.random_numbers import (
     RandomSource,

@@ -12,7 +12,7 @@ from py4j.java_gateway import JavaObject
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import topics
+from buffer import topics
 from common.waiting import eventually
 from processing.health import HealthReporter
 from tests.kafka_topics import read_topic

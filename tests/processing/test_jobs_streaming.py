@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from common import kafka, settings
+from buffer import kafka
+from common import settings
 from common.records import AccessRecord, CaseReport, RandomNumber, Record
 from processing import case_reports, census_stats, nginx_traffic, random_stats
 from processing.jobs import JobContext

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from common import kafka
+from buffer import kafka
 from common.settings import Settings
 from common.waiting import eventually
 from processing.spark import read_kafka

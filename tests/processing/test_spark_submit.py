@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from common import topics
-from common.broker import EmbeddedBroker
-from common.kafka import JsonPublisher
+from buffer import topics
+from buffer.broker import EmbeddedBroker
+from buffer.kafka import JsonPublisher
 from common.records import VmstatSample
 
 pytestmark = pytest.mark.spark

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from common import kafka, settings, topics
+from buffer import kafka, topics
+from common import settings
 from common.records import VmstatSample
 from processing import pipeline
 from processing.spark import KAFKA_SCHEMA

@@ -1,4 +1,4 @@
-"""common.kafka.follower: follows a partition's end, misses nothing, waits at the broker when idle."""
+"""buffer.kafka.follower: follows a partition's end, misses nothing, waits at the broker when idle."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from common import kafka
+from buffer import kafka
 from common.waiting import eventually
 
 RECORDS = 150  # one every 10 ms, each its own record batch

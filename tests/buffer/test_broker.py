@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from common import broker, jvm
-from common.broker import BrokerError, EmbeddedBroker
+from buffer import broker
+from buffer.broker import BrokerError, EmbeddedBroker
+from common import jvm
 from common.jvm import JvmError
 
 

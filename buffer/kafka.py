@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common.topics import Topic
+from buffer.topics import Topic
 
 __all__ = [
     "KafkaUnavailable",
@@ -213,6 +213,22 @@ def end_offsets(
                 time.sleep(0.05)
         result[(topic, partition)] = (max(low, 0), max(high, 0))
     return result
+
+
+def positions(client: Consumer, topics: Iterable[str], at: str = "end", timeout_s: float = 10.0
+              ) -> dict[str, list[TopicPartition]]:
+    """Each topic's partitions at its ``end`` (what arrives from now on) or ``start``.
+
+    What a follower assigns: ``consumer.assign(positions(probe, [t])[t])``. A topic that
+    does not exist maps to an empty list.
+    """
+    if at not in ("end", "start"):
+        raise ValueError(f"at must be 'end' or 'start', not {at!r}")
+    parts = partitions_of(client, topics, timeout_s)
+    offsets = end_offsets(client, [(t, p) for t, ps in parts.items() for p in ps], timeout_s)
+    side = 1 if at == "end" else 0
+    return {t: [TopicPartition(t, p, offsets[(t, p)][side]) for p in ps]
+            for t, ps in parts.items()}
 
 
 class JsonPublisher:

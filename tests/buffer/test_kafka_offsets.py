@@ -1,4 +1,4 @@
-"""common.kafka.end_offsets and create_topics against the real embedded broker."""
+"""buffer.kafka.end_offsets and create_topics against the real embedded broker."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from confluent_kafka.admin import ConfigResource
 
-from common import kafka, topics
-from common.topics import Topic
+from buffer import kafka, topics
+from buffer.topics import Topic
 
 
 def produce(bootstrap: str, topic: str, n: int, partition: int = 0) -> None:
@@ -55,3 +55,18 @@ def test_the_kits_topics_get_their_retention_from_the_definition_file(bootstrap:
         configs = future.result(timeout=10)
         for key, value in topic.config().items():
             assert configs[key].value == value, (topic.name, key)
+
+
+def test_positions_are_where_a_follower_starts(
+        bootstrap: str, new_topic: Callable[[int], str]) -> None:
+    topic = new_topic(2)
+    produce(bootstrap, topic, 12, partition=1)
+    probe = kafka.offset_probe(bootstrap)
+    try:
+        end = kafka.positions(probe, [topic, "no-such-topic"])
+        start = kafka.positions(probe, [topic], at="start")
+    finally:
+        probe.close()
+    assert [(tp.partition, tp.offset) for tp in end[topic]] == [(0, 0), (1, 12)]
+    assert [(tp.partition, tp.offset) for tp in start[topic]] == [(0, 0), (1, 0)]
+    assert end["no-such-topic"] == []

@@ -9,7 +9,7 @@ new cluster id.
 
 Run it alone (it prints the bootstrap address and runs until Ctrl-C)::
 
-    python -m common.broker --broker-port 9092
+    python -m buffer.broker --broker-port 9092
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from common import kafka, topics
+from buffer import kafka, topics
 from common.jvm import JvmError, JvmProcess, classpath, free_port, java_command, port_is_taken
 from common.settings import Settings
 
@@ -62,7 +62,7 @@ def server_config(host: str, port: int, controller_port: int, log_dirs: Path) ->
     """``queue/server.properties`` plus what depends on this machine: listeners and data."""
     lines = [
         SERVER_PROPERTIES.read_text(),
-        "\n# Written by common/broker.py for this start:",
+        "\n# Written by buffer/broker.py for this start:",
         f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
         f"advertised.listeners=PLAINTEXT://{host}:{port}",
         f"controller.quorum.voters=1@{host}:{controller_port}",

@@ -1,10 +1,10 @@
-"""common.kafka.JsonPublisher used after close() fails with a clear error (real broker)."""
+"""buffer.kafka.JsonPublisher used after close() fails with a clear error (real broker)."""
 
 from __future__ import annotations
 
 import pytest
 
-from common.kafka import JsonPublisher
+from buffer.kafka import JsonPublisher
 
 
 def test_a_closed_publisher_says_so(bootstrap: str) -> None:
