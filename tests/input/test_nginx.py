@@ -1,14 +1,12 @@
-"""The NGINX source: tailing (rotation, truncation, restarts), replay timing, the demo, Kafka."""
+"""The NGINX source (input/nginx.py): follow and replay with a list sink, Kafka, the command line."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,226 +15,29 @@ import pytest
 
 from buffer.topics import Topic
 from common import settings
-from common.accesslog import FORMATS, AccessLogParser
+from common.accesslog import AccessLogParser
 from common.records import AccessRecord
-from input import nginx_tail
 from input.base import KafkaSink, ListSink, Rejected
 from input.nginx import (
     SHIPPED_RECORDING,
     NginxDemoSource,
     NginxReplaySource,
     NginxTailSource,
-    demo_source,
     from_settings,
     main,
     to_item,
 )
-from input.nginx_demo import (
-    TrafficDriver,
-    client_hello,
-    find_nginx,
-    render_config,
-    request_bytes,
+from input.nginx_tail import Position, PositionStore
+from tests.input.nginx_support import (
+    NGINX,
+    RECORDED,
+    SERVICES,
+    check_kafka,
+    mixed_log,
+    write,
 )
-from input.nginx_tail import FileTailer, Position, PositionStore
-from tests.kafka_topics import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDED = SHIPPED_RECORDING.read_bytes().splitlines()
-SERVICES = "/api/=api,/static/=static,/auth/=auth,/=web"
-NGINX = find_nginx()
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="no nginx binary (apt-get install nginx-light)")
-
-
-def write(path: Path, *lines: bytes, end: bytes = b"\n") -> None:
-    with path.open("ab") as f:
-        f.write(b"".join(line + end for line in lines))
-
-
-def texts(batch: list[tuple[bytes, Position]]) -> list[bytes]:
-    return [raw for raw, _ in batch]
-
-
-# -- the tailer, step by step on real files
-
-
-def test_starts_at_the_end_by_default_and_at_the_start_on_request(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"old 1", b"old 2")
-    at_end = FileTailer(log)
-    at_start = FileTailer(log, from_start=True)
-    assert texts(at_end.poll()) == []
-    assert texts(at_start.poll()) == [b"old 1", b"old 2"]
-    write(log, b"new")
-    assert texts(at_end.poll()) == [b"new"]
-    assert texts(at_start.poll()) == [b"new"]
-    assert at_end.poll() == []
-
-
-def test_starting_at_the_end_waits_for_a_partial_last_line(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"old")
-    write(log, b"half", end=b"")
-    tailer = FileTailer(log)
-    assert tailer.poll() == []
-    write(log, b" done")
-    assert texts(tailer.poll()) == [b"half done"]
-
-
-def test_a_line_is_returned_once_complete_with_the_offset_after_it(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    log.touch()
-    tailer = FileTailer(log, from_start=True)
-    assert tailer.poll() == []
-    write(log, b"par", end=b"")
-    assert tailer.poll() == []
-    write(log, b"tial", b"next")
-    batch = tailer.poll()
-    assert texts(batch) == [b"partial", b"next"]
-    st = log.stat()
-    assert [p.offset for _, p in batch] == [8, 13]
-    assert (batch[-1][1].device, batch[-1][1].inode, batch[-1][1].head) == (
-        st.st_dev, st.st_ino, b"partial\nnext\n")
-
-
-def test_rotation_reads_the_old_file_to_its_end_then_the_new_one(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    writer = log.open("ab", buffering=0)  # stands in for nginx's open descriptor
-    writer.write(b"o1\n")
-    tailer = FileTailer(log, from_start=True)
-    assert texts(tailer.poll()) == [b"o1"]
-    log.rename(tmp_path / "access.log.1")  # logrotate renames ...
-    writer.write(b"o2\n")  # ... nginx still writes to the old file
-    assert texts(tailer.poll()) == [b"o2"]  # no file at the path yet: keep reading the old one
-    log.touch()  # logrotate's "create"
-    writer.write(b"o3\n")
-    assert texts(tailer.poll()) == [b"o3"]  # the new file is empty: nginx has not reopened
-    writer.write(b"o4\n")
-    writer.close()
-    new = log.open("ab", buffering=0)  # nginx -s reopen
-    new.write(b"n1\n")
-    assert texts(tailer.poll()) == [b"o4", b"n1"]
-    new.write(b"n2\n")
-    assert texts(tailer.poll()) == [b"n2"]
-    assert tailer.rotations == 1
-    new.close()
-    tailer.close()
-
-
-def test_rotation_when_the_old_file_ends_without_a_newline(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"a")
-    tailer = FileTailer(log, from_start=True)
-    assert texts(tailer.poll()) == [b"a"]
-    write(log, b"cut", end=b"")
-    log.rename(tmp_path / "access.log.1")
-    write(log, b"b")
-    assert texts(tailer.poll()) == [b"cut", b"b"]
-
-
-def test_copytruncate_is_read_again_from_the_start(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"line 1", b"line 2")
-    tailer = FileTailer(log, from_start=True)
-    assert len(tailer.poll()) == 2
-    with log.open("r+b") as f:
-        f.truncate(0)
-    write(log, b"after")
-    assert texts(tailer.poll()) == [b"after"]
-    assert tailer.truncations == 1
-
-
-def test_a_file_replaced_in_place_by_longer_content_is_detected_by_its_head(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"a", b"b")
-    tailer = FileTailer(log, from_start=True)
-    assert len(tailer.poll()) == 2
-    with log.open("r+b") as f:  # truncated and refilled past our offset between two polls
-        f.truncate(0)
-        f.write(b"zzzzzz\nq\n")
-    assert texts(tailer.poll()) == [b"zzzzzz", b"q"]
-
-
-def test_a_log_that_does_not_exist_yet_is_read_from_its_start(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    tailer = FileTailer(log)
-    assert tailer.poll() == [] and tailer.position is None
-    write(log, b"first")
-    assert texts(tailer.poll()) == [b"first"]
-
-
-def test_an_endless_line_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nginx_tail, "MAX_LINE_BYTES", 10)
-    log = tmp_path / "access.log"
-    write(log, b"x" * 25, end=b"")
-    assert texts(FileTailer(log, from_start=True).poll()) == [b"x" * 25]
-
-
-def test_max_lines_per_poll(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, *[str(i).encode() for i in range(25)])
-    tailer = FileTailer(log, from_start=True, max_lines=10)
-    assert [len(tailer.poll()) for _ in range(4)] == [10, 10, 5, 0]
-
-
-# -- restarts from a saved position
-
-
-def read_all(log: Path, saved: Position | None = None, from_start: bool = False
-             ) -> tuple[list[bytes], Position | None]:
-    tailer = FileTailer(log, saved, from_start=from_start)
-    batch = tailer.poll()
-    tailer.close()
-    return texts(batch), (batch[-1][1] if batch else saved)
-
-
-def test_restart_resumes_after_the_last_line(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"a", b"b")
-    lines, position = read_all(log, from_start=True)
-    assert lines == [b"a", b"b"]
-    write(log, b"c")
-    assert read_all(log, position, from_start=True)[0] == [b"c"]  # the saved position wins
-
-
-def test_restart_after_a_rotation_finishes_the_rotated_file_first(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"a", b"b")
-    _, position = read_all(log, from_start=True)
-    write(log, b"c")  # written, not yet read, when the source stopped
-    log.rename(tmp_path / "access.log.1")
-    write(log, b"d")
-    assert read_all(log, position)[0] == [b"c", b"d"]
-
-
-def test_restart_after_the_rotated_file_was_deleted_reads_the_new_file(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"a" * 100)
-    _, position = read_all(log, from_start=True)
-    log.unlink()
-    write(log, b"fresh")  # may even reuse the inode: the head tells them apart
-    assert read_all(log, position)[0] == [b"fresh"]
-
-
-def test_restart_after_a_truncation_reads_from_the_start(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    write(log, b"a long first line", b"b")
-    _, position = read_all(log, from_start=True)
-    with log.open("r+b") as f:
-        f.truncate(0)
-    write(log, b"c")
-    assert read_all(log, position)[0] == [b"c"]
-
-
-def test_position_store_round_trip_and_bad_files(tmp_path: Path) -> None:
-    store = PositionStore(tmp_path / "positions", Path("/var/log/nginx/access.log"))
-    assert store.load() is None
-    position = Position("/var/log/nginx/access.log", 1, 2, 300, b"\x00head")
-    store.save(position)
-    assert store.load() == position
-    assert [p.name for p in store.path.parent.iterdir()] == [store.path.name]  # no temp left
-    store.path.write_text("{not json")
-    assert store.load() is None
 
 
 # -- the follow source, with a list sink and an injected sleep
@@ -493,59 +294,7 @@ def test_replay_stops_during_a_wait() -> None:
     assert counters.sent == times.count(times[0])  # the lines of the first second, then stopped
 
 
-# -- the demo site
-
-
-def test_the_demo_config_uses_the_documented_format(tmp_path: Path) -> None:
-    ports = {"port": 8080, "api_a": 1, "api_b": 2, "dead": 3, "dead2": 4, "auth": 5, "reports": 6}
-    text = render_config(tmp_path, ports, tmp_path / "combined.log")
-    assert FORMATS["upstream"] in text.replace("'\n                        '", "")
-    assert f"access_log {tmp_path / 'access.log'} upstream;" in text
-    assert f"access_log {tmp_path / 'combined.log'} combined;" in text
-    assert "listen 127.0.0.1:8080 default_server;" in text
-    with pytest.raises(RuntimeError, match="REPORTS"):
-        render_config(tmp_path, {k: v for k, v in ports.items() if k != "reports"})
-
-
-def test_requests_and_traffic_bounds() -> None:
-    assert request_bytes("GET", "/x", headers=[("User-Agent", b"a\tb")]) == (
-        b"GET /x HTTP/1.1\r\nHost: shop.local\r\nUser-Agent: a\tb\r\nConnection: close\r\n\r\n")
-    assert request_bytes("GET", "/", version="") == b"GET /\r\n\r\n"
-    hello = client_hello()
-    assert hello[:2] == b"\x16\x03" and len(hello) > 100
-    with pytest.raises(ValueError, match="rate"):
-        TrafficDriver(1, iter([]), rate=1000)
-
-
 # -- against the embedded broker: count in = published + rejected, read back from Kafka
-
-
-
-
-def canonical(value: dict[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def dead_letters_with(bootstrap: str, marker: str) -> list[dict[str, Any]]:
-    values = [r["value"] for r in read_topic(bootstrap, "dead-letters")]
-    return [v for v in values if marker in v.get("raw", "")]
-
-
-def check_kafka(bootstrap: str, topic: str, marker: str, lines_in: int, sent: int,
-                rejected: int) -> list[dict[str, Any]]:
-    published = [r["value"] for r in read_topic(bootstrap, topic)]
-    dead = dead_letters_with(bootstrap, marker)
-    assert lines_in == sent + rejected
-    assert (len(published), len(dead)) == (sent, rejected)
-    assert all(d["source"] == "nginx" and d["reason"] for d in dead)
-    return published
-
-
-def mixed_log(path: Path, marker: str) -> int:
-    """The recording with three bad lines carrying ``marker``; returns the number of lines."""
-    bad = [f"garbage {marker} {i}".encode() for i in range(3)]
-    write(path, *RECORDED[:500], bad[0], *RECORDED[500:], bad[1], bad[2])
-    return len(RECORDED) + 3
 
 
 def test_follow_mode_into_kafka(bootstrap: str, new_topic: Callable[[int], str],
@@ -582,83 +331,6 @@ def test_replay_mode_into_kafka(bootstrap: str, new_topic: Callable[[int], str],
         sink.close()
     published = check_kafka(bootstrap, name, name, total, counters.sent, counters.rejected)
     assert sorted(v["event_time"] for v in published)[0] == "2026-11-22T06:16:29.000Z"
-
-
-def test_demo_without_nginx_into_kafka(bootstrap: str, new_topic: Callable[[int], str],
-                                       tmp_path: Path) -> None:
-    name = new_topic(3)
-    config = settings.load(environ={"DATA_DIR": str(tmp_path), "NGINX_REPLAY_SPEED": "1000"})
-    source = demo_source(config, use_nginx=False, count=1200)
-    assert isinstance(source, NginxReplaySource) and source.loop and source.rebase
-    source.topic = Topic(name, name, 3)
-    started = dt.datetime.now(dt.UTC)
-    sink = KafkaSink(bootstrap)
-    try:
-        counters = source.run(sink)
-    finally:
-        sink.close()
-    published = check_kafka(bootstrap, name, str(uuid.uuid4()), 1200, counters.sent,
-                            counters.rejected)
-    events = sorted(dt.datetime.fromisoformat(v["event_time"]) for v in published)
-    assert started - dt.timedelta(seconds=1) <= events[0] and events[-1] <= dt.datetime.now(dt.UTC)
-
-
-def nginx_processes(conf: Path) -> list[int]:
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if str(conf) in " ".join(proc.info["cmdline"] or []):
-            found.append(proc.pid)
-    return found
-
-
-@needs_nginx
-def test_demo_with_a_real_nginx_into_kafka_and_nothing_left_running(
-        bootstrap: str, new_topic: Callable[[int], str], tmp_path: Path) -> None:
-    name = new_topic(3)
-    source = NginxDemoSource(tmp_path / "demo", tmp_path / "state", rate=50, seed=3,
-                             service_map=SERVICES, poll_interval=0.05, count=40)
-    source.topic = Topic(name, name, 3)
-    sink = KafkaSink(bootstrap)
-    try:
-        counters = source.run(sink)
-    finally:
-        sink.close()
-    published = check_kafka(bootstrap, name, str(uuid.uuid4()), 40, counters.sent,
-                            counters.rejected)
-    assert counters.rejected == 0
-    # what was published is exactly the first 40 lines nginx logged, parsed
-    lines = source.site.access_log.read_bytes().splitlines()[:40]
-    parser = AccessLogParser("upstream", SERVICES)
-    expected = [parser.parse(line.decode()).to_json() for line in lines]  # type: ignore[union-attr]
-    got = [{k: v for k, v in value.items() if k != "produced_at"} for value in published]
-    assert sorted(map(canonical, got)) == sorted(map(canonical, expected))
-    assert {v["host"] for v in published} <= {"shop.local", "admin.local"}
-    # nginx, its workers and the upstreams are gone
-    assert nginx_processes(source.site.config_path) == []
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", source.site.port), 1):
-        pass
-
-
-@needs_nginx
-def test_demo_restart_reads_the_previous_logs_rest_first(tmp_path: Path) -> None:
-    state, work = tmp_path / "state", tmp_path / "demo"
-    first = NginxDemoSource(work, state, rate=50, seed=1, poll_interval=0.05, count=5)
-    first.run(ListSink())
-    written = len(first.site.access_log.read_bytes().splitlines())
-    assert written >= 5
-    second = NginxDemoSource(work, state, rate=50, seed=2, poll_interval=0.05,
-                             count=written - 5 + 3)
-    sink = ListSink()
-    second.run(sink)
-    assert (work / "access.log.1").exists()
-    old = (work / "access.log.1").read_bytes().splitlines()
-    parser = AccessLogParser("upstream")
-    expected_old = [parser.parse(line.decode()).to_json() for line in old[5:]]  # type: ignore[union-attr]
-    got = [v for _, _, v in sink.published]
-    assert got[:len(expected_old)] == expected_old
-    assert len(got) == len(expected_old) + 3
 
 
 def test_from_settings_picks_the_mode(tmp_path: Path) -> None:
@@ -704,35 +376,3 @@ def test_dry_run_follow_with_count(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                  "--data-dir", str(tmp_path)]) == 0
     assert len(out.getvalue().splitlines()) == 3
     assert (tmp_path / "nginx" / "positions").is_dir()
-
-
-
-@needs_nginx
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
-def test_the_demo_leaves_no_nginx_behind_when_its_process_ends(tmp_path: Path, sig: str) -> None:
-    import signal
-
-    from common.waiting import eventually
-
-    out = tmp_path / "out.jsonl"
-    with out.open("wb") as stdout:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "input.nginx", "--demo", "--dry-run", "--rate", "50",
-             "--data-dir", str(tmp_path)], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE)
-    conf = tmp_path / "nginx" / "demo" / "nginx.conf"
-    try:
-        eventually(lambda: len(out.read_bytes().splitlines()) >= 5, 30, "demo records",
-                   check=lambda: None if process.poll() is None else pytest.fail(
-                       (process.stderr.read() if process.stderr else b"").decode()))
-        assert nginx_processes(conf)
-        process.send_signal(getattr(signal, sig))
-        process.wait(20)
-        eventually(lambda: not nginx_processes(conf), 10, "nginx to exit")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        if process.stderr:
-            process.stderr.close()
-    if sig == "SIGTERM":
-        assert process.returncode == 0

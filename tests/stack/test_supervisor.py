@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Run in a process of its own: becoming a subreaper must not change pytest's own process.
 SCRIPT = textwrap.dedent("""
