@@ -31,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common.stats import percentile  # noqa: E402 - after the path that finds it
+
 PY = sys.executable
 LOAD_SCRIPT = ROOT / "bench" / "_load.py"
 BASELINE_SCRIPT = ROOT / "bench" / "baseline.py"
@@ -74,16 +76,6 @@ def _cell(value: Any) -> str:
             return "-"
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
     return str(value)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between closest ranks; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:

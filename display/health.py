@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from buffer import topics
 from common import catalogue
 from common.records import RecordError, parse_time
+from common.stats import percentile
 
 __all__ = ["STAGES", "StageLatency", "accounting_rows", "percentile", "raw_stages", "result_stages"]
 
@@ -82,13 +82,6 @@ def raw_stages(record: Mapping[str, Any], pushed_at: Any) -> dict[str, float]:
         if gap is not None:
             out[stage] = gap
     return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation; values need not be sorted."""
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
 
 
 class StageLatency:
