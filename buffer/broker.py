@@ -209,14 +209,13 @@ class EmbeddedBroker(JvmProcess):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
 
     parser = settings_module.argument_parser(
         __doc__ or "", only=["broker_host", "broker_port", "broker_ready_timeout_s", "broker_heap",
                              "jars_dir", "data_dir", "log_level"])
-    settings = settings_module.from_args(parser.parse_args(argv))
-    setup_logging(settings.log_level)
+    _, settings = cli.start(parser, argv)
     return EmbeddedBroker.from_settings(settings).serve()
 
 

@@ -12,9 +12,9 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,16 +169,12 @@ class JvmProcess:
         except JvmError as e:
             log.error("%s", e)
             return 1
-        stop = False
+        from common import cli
 
-        def on_signal(_signum: int, _frame: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = threading.Event()
+        cli.on_stop(lambda _signum: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
-            while not stop and self._process and self._process.poll() is None:
-                time.sleep(0.2)
+            while self._process and self._process.poll() is None and not stop.wait(0.2):
+                pass
         self.stop()
         return 0

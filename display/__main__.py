@@ -20,8 +20,8 @@ import sys
 import threading
 from typing import Any
 
+from common import cli
 from common import settings as settings_module
-from common.logs import setup_logging
 from common.settings import Settings
 
 log = logging.getLogger("display")
@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "slide_seconds", "watermark_seconds"])
     parser.add_argument("--dev", action="store_true",
                         help="Werkzeug's development server instead of gunicorn")
-    args = parser.parse_args(argv)
-    settings = settings_module.from_args(args)
-    setup_logging(settings.log_level)
+    args, settings = cli.start(parser, argv)
     log.info("display server at http://%s:%d/", settings.display_host, settings.display_port)
     if not args.dev:
         serve_with_gunicorn(settings)

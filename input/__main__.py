@@ -9,16 +9,15 @@ source, flushes what was published, and logs the final counts.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 
 from buffer import topics
-from buffer.kafka import JsonPublisher, wait_until_ready
+from buffer.kafka import JsonPublisher
+from common import cli
 from common import settings as settings_module
-from common.logs import setup_logging
 from common.records import format_time, utc_now
 from common.settings import Settings
 from input.base import KafkaSink, Source
@@ -83,28 +82,21 @@ def report_health(sources: list[Source], publisher: JsonPublisher, stop: threadi
 def main(argv: list[str] | None = None) -> int:
     parser = settings_module.argument_parser(__doc__ or "")
     parser.add_argument("--only", help=f"comma-separated sources to run (default all: {', '.join(FACTORIES)})")
-    args = parser.parse_args(argv)
-    settings = settings_module.from_args(args)
-    setup_logging(settings.log_level)
-    bootstrap = settings.kafka_bootstrap_servers
-    if bootstrap is None:
-        parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
+    args, settings = cli.start(parser, argv)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(FACTORIES)
     unknown = [n for n in names if n not in FACTORIES]
     if unknown:
         parser.error(f"unknown sources {unknown}; known: {', '.join(FACTORIES)}")
-    wait_until_ready(bootstrap, 30)
+    bootstrap = cli.broker(parser, settings)
     sources = [FACTORIES[n](settings) for n in names]
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping sources", signum)
+    def on_stop(_signum: int) -> None:
         stop.set()
         for s in sources:
             s.stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    cli.on_stop(on_stop)
     failures: list[str] = []
 
     def run(source: Source) -> None:

@@ -29,7 +29,6 @@ import itertools
 import json
 import logging
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -256,9 +255,8 @@ class CensusSource(Source):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from buffer.kafka import wait_until_ready
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
     from input.base import KafkaSink
 
     parser = settings_module.argument_parser(
@@ -267,20 +265,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"population file to replay (default: {POPULATION_FILE})")
     parser.add_argument("--loop", action="store_true", help="start again at the end of the file")
     parser.add_argument("--count", type=int, help="stop after this many rows")
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_module.from_args(args)
-    except settings_module.SettingsError as e:
-        parser.error(str(e))
-    setup_logging(settings.log_level)
-    if settings.kafka_bootstrap_servers is None:
-        parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
+    args, settings = cli.start(parser, argv)
     source = CensusSource(args.path, speed=settings.census_replay_speed, loop=args.loop,
                           count=args.count)
-    wait_until_ready(settings.kafka_bootstrap_servers, 30)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _signum, _frame: source.stop())
-    sink = KafkaSink(settings.kafka_bootstrap_servers)
+    sink = KafkaSink(cli.broker(parser, settings))
+    cli.on_stop(lambda _signum: source.stop())
     try:
         counters = source.run(sink)
     except CensusFileError as e:

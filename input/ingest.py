@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -516,35 +515,20 @@ def _report_health(ingest: Ingest, bootstrap: str, stop: threading.Event,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from buffer.kafka import wait_until_ready
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
 
     parser = settings_module.argument_parser(
         __doc__ or "", only=["kafka_bootstrap_servers", "ingest_host", "ingest_port",
                              "ingest_max_body_bytes", "ingest_topics", "log_level"])
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_module.from_args(args)
-        routes = routes_for(settings.ingest_topics)
-    except (settings_module.SettingsError, IngestConfigError) as e:
-        parser.error(str(e))
-    setup_logging(settings.log_level)
-    bootstrap = settings.kafka_bootstrap_servers
-    if bootstrap is None:
-        parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
-    wait_until_ready(bootstrap, 30)
+    _, settings = cli.start(parser, argv, check=lambda _, cfg: routes_for(cfg.ingest_topics))
+    routes = routes_for(settings.ingest_topics)
+    bootstrap = cli.broker(parser, settings)
     app = create_app(settings, routes=routes)
     ingest = ingest_of(app)
     server = serve(app, settings.ingest_host, settings.ingest_port)
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("ingest: signal %d, stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    cli.on_stop(lambda _signum: stop.set())
     serving = threading.Thread(target=server.serve_forever, name="ingest-http", daemon=True)
     serving.start()
     reporter = threading.Thread(target=_report_health, args=(ingest, bootstrap, stop),

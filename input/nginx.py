@@ -54,7 +54,6 @@ import datetime as dt
 import json
 import logging
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -349,8 +348,8 @@ class PrintSink:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
 
     parser = settings_module.argument_parser(
         __doc__ or "", only=["kafka_bootstrap_servers", "data_dir", "log_level", "nginx_log_path",
@@ -381,16 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     opts.add_argument("--count", type=int, help="stop after this many lines")
     opts.add_argument("--dry-run", action="store_true",
                       help="print records as JSON lines instead of publishing to Kafka")
-    args = parser.parse_args(argv)
+    args, settings = cli.start(parser, argv)
+    follow = args.follow or (None if args.replay or args.demo else settings.nginx_log_path)
+    if follow and settings.nginx_conf is not None and settings.nginx_log_path is None:
+        settings = dataclasses.replace(settings, nginx_log_path=Path(follow))
     try:
-        settings = settings_module.from_args(args)
-        follow = args.follow or (None if args.replay or args.demo else settings.nginx_log_path)
-        if follow and settings.nginx_conf is not None and settings.nginx_log_path is None:
-            settings = dataclasses.replace(settings, nginx_log_path=Path(follow))
         log_format = settings.nginx_access_format()
-    except (settings_module.SettingsError, LogFormatError) as e:
+    except LogFormatError as e:
         parser.error(str(e))
-    setup_logging(settings.log_level)
 
     source: Source
     if args.replay:
@@ -410,21 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         sink = PrintSink()
     else:
-        from buffer.kafka import wait_until_ready
         from input.base import KafkaSink
 
-        if settings.kafka_bootstrap_servers is None:
-            parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required "
-                         "(or --dry-run)")
-        wait_until_ready(settings.kafka_bootstrap_servers, 30)
-        sink = KafkaSink(settings.kafka_bootstrap_servers)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        source.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+        sink = KafkaSink(cli.broker(parser, settings))  # (or --dry-run)
+    cli.on_stop(lambda _signum: source.stop())
     try:
         counters = source.run(sink)
     finally:

@@ -39,7 +39,6 @@ import logging
 import os
 import random
 import re
-import signal
 import socket
 import sys
 import time
@@ -356,9 +355,8 @@ class RandomSource(Source):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from buffer.kafka import wait_until_ready
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
     from input.base import KafkaSink
 
     parser = settings_module.argument_parser(
@@ -368,14 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help="stop after this many records")
     parser.add_argument("--no-state", action="store_true",
                         help="keep no state file (resume from Kafka alone)")
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_module.from_args(args)
-    except settings_module.SettingsError as e:
-        parser.error(str(e))
-    setup_logging(settings.log_level)
-    if settings.kafka_bootstrap_servers is None:
-        parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
+    args, settings = cli.start(parser, argv)
     overrides: dict[str, Any] = {"producer": args.producer_id, "count": args.count}
     if args.no_state:
         overrides["state_dir"] = None
@@ -383,11 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         source = RandomSource.from_settings(settings, **overrides)
     except ValueError as e:
         parser.error(str(e))
-    wait_until_ready(settings.kafka_bootstrap_servers, 30)
+    sink = KafkaSink(cli.broker(parser, settings))
     # Ctrl-C and SIGTERM stop the loop cleanly: the final flush runs and the state is saved.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _signum, _frame: source.stop())
-    sink = KafkaSink(settings.kafka_bootstrap_servers)
+    cli.on_stop(lambda _signum: source.stop())
     try:
         counters = source.run(sink)
     finally:

@@ -243,9 +243,8 @@ def _zone(name: str | None) -> dt.tzinfo:
 
 
 def main(argv: list[str] | None = None, stdin: TextIO | None = None) -> int:
-    from buffer.kafka import wait_until_ready
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
     from input.base import KafkaSink
 
     parser = settings_module.argument_parser(
@@ -258,19 +257,15 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None) -> int:
     parser.add_argument("--vmstat-tz", help="IANA zone of vmstat's timestamps (default: local)")
     parser.add_argument("--host", help="host name to report (default: this host's)")
     parser.add_argument("--count", type=int, help="stop after this many samples")
-    args = parser.parse_args(argv)
-    settings = settings_module.from_args(args)
-    setup_logging(settings.log_level)
-    if settings.kafka_bootstrap_servers is None:
-        parser.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
-    wait_until_ready(settings.kafka_bootstrap_servers, 30)
+    args, settings = cli.start(parser, argv)
+    bootstrap = cli.broker(parser, settings)
     source: Source
     if args.stdin:
         source = VmstatTextSource(stdin or sys.stdin, host=args.host, tz=_zone(args.vmstat_tz),
                                   count=args.count, unit=args.vmstat_units)
     else:
         source = VmstatSource(settings.vmstat_interval_s, HostSampler(args.host), count=args.count)
-    sink = KafkaSink(settings.kafka_bootstrap_servers)
+    sink = KafkaSink(bootstrap)
     try:
         counters = source.run(sink)
     except KeyboardInterrupt:

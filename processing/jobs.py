@@ -18,7 +18,6 @@ import functools
 import importlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from buffer import topics
 from common import catalogue
-from common.settings import Settings, argument_parser, from_args
+from common.settings import Settings, argument_parser
 from common.waiting import DeadlineExceeded, eventually
 from processing import pipeline
 from processing.panes import StoreRange
@@ -379,13 +378,11 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
              argv: list[str] | None = None, batches: list[BatchFn] | None = None) -> int:
     """Parse options, build one session, start every job's queries, run the batch jobs once,
     then wait; Ctrl-C stops the queries. With only batch jobs, returns when they are done."""
-    from common.logs import setup_logging
+    from common import cli
     from processing.health import HealthReporter
     from processing.spark import session
 
-    args = _parser(description).parse_args(argv)
-    settings = from_args(args)
-    setup_logging(settings.log_level)
+    args, settings = cli.start(_parser(description), argv)
     pipeline.quiet_interrupted_batches()
     if settings.kafka_bootstrap_servers is None and starts:
         log.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
@@ -408,13 +405,7 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     reporter = HealthReporter(settings.kafka_bootstrap_servers, app_name)
     spark.streams.addListener(reporter)
     stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping queries", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    cli.on_stop(lambda _signum: stopping.set())
     queries = QuerySupervisor(ctx.launchers)
     try:
         for i, start in enumerate(starts):

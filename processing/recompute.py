@@ -106,8 +106,8 @@ def _run(spark: SparkSession, ctx: JobContext, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.logs import setup_logging
-    from common.settings import argument_parser, from_args
+    from common import cli
+    from common.settings import argument_parser
     from processing.spark import session
 
     parser = argument_parser(__doc__ or "", only=[
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="start", help="first window start, ISO 8601 with zone")
     parser.add_argument("--to", dest="end", help="end (exclusive), ISO 8601 with zone")
     parser.add_argument("--write", action="store_true", help="upsert the recomputed rows")
-    args = parser.parse_args(argv)
-    settings = from_args(args)
-    setup_logging(settings.log_level)
+    args, settings = cli.start(parser, argv)
     spark = session(settings, "recompute")
     ctx = JobContext(spark, settings, None, sink=settings.sink)
     try:

@@ -16,7 +16,6 @@ No Spark is needed: a log file fits in memory.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -92,22 +91,20 @@ def export(lines: Iterable[str], log_format: str | LogFormat, service_map: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
 
     parser = settings_module.argument_parser(__doc__ or "", only=[
         "nginx_log_format", "nginx_conf", "nginx_log_format_name", "nginx_service_map",
         "log_level"])
     parser.add_argument("access_log", type=Path, help="the access log to read ('-': stdin)")
-    args: argparse.Namespace = parser.parse_args(argv)
+    args, settings = cli.start(parser, argv)
+    if str(args.access_log) != "-" and settings.nginx_log_path is None:
+        settings = dataclasses.replace(settings, nginx_log_path=args.access_log)
     try:
-        settings = settings_module.from_args(args)
-        if str(args.access_log) != "-" and settings.nginx_log_path is None:
-            settings = dataclasses.replace(settings, nginx_log_path=args.access_log)
         log_format = settings.nginx_access_format()
-    except (settings_module.SettingsError, LogFormatError) as e:
+    except LogFormatError as e:
         parser.error(str(e))
-    setup_logging(settings.log_level)
     service_map = ",".join(settings.nginx_service_map)
     if str(args.access_log) == "-":
         graph, requests, rejected = export(sys.stdin, log_format, service_map)

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -30,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from buffer import topics
+from common import cli
 from common import settings as settings_module
 from common.jvm import JvmError
-from common.logs import setup_logging
 from common.settings import Settings
 from stack.supervisor import Child, GaveUp, Supervisor, become_subreaper
 
@@ -273,23 +272,12 @@ def child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = settings_module.argument_parser(__doc__ or "")
     parser.add_argument("--no-spark", action="store_true", help="start everything but the Spark jobs")
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_module.from_args(args)
-    except settings_module.SettingsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level)
+    args, settings = cli.start(parser, argv)
     progress = Progress()
     settings.log_dir.mkdir(parents=True, exist_ok=True)
 
     stopping = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    cli.on_stop(lambda _signum: stopping.set())
 
     become_subreaper()
     supervisor = Supervisor()

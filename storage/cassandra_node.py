@@ -303,14 +303,13 @@ class CassandraNode(JvmProcess):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from common import cli
     from common import settings as settings_module
-    from common.logs import setup_logging
 
     parser = settings_module.argument_parser(
         __doc__ or "", only=["cassandra_port", "cassandra_heap", "cassandra_ready_timeout_s",
                              "jars_dir", "data_dir", "log_level"])
-    settings = settings_module.from_args(parser.parse_args(argv))
-    setup_logging(settings.log_level)
+    _, settings = cli.start(parser, argv)
     return CassandraNode.from_settings(settings).serve()
 
 
