@@ -86,7 +86,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from common.nginx_format import PRESETS, LogFormat, check_usable, resolve
+from common.nginx_format import PRESETS, TIME_VARIABLES, LogFormat, check_usable, resolve
 from common.records import AccessRecord
 
 __all__ = [
@@ -258,7 +258,7 @@ PARSED_FIELDS = tuple(f.name for f in dataclasses.fields(AccessRecord))
 
 #: Where each AccessRecord field comes from: the first of these variables the format has.
 SOURCES: dict[str, tuple[str, ...]] = {
-    "event_time": ("msec", "time_iso8601", "time_local"),
+    "event_time": TIME_VARIABLES,
     "client": ("remote_addr",),
     "remote_user": ("remote_user",),
     "request": ("request",),  # method, path and protocol at once
@@ -356,10 +356,9 @@ def _split_plain(request: str) -> tuple[str, str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class _Slot:
-    """One variable of the format: its regex groups and where they are in ``m.groups()``."""
+    """One variable of the format and how many regex groups it has."""
 
     name: str
-    first_group: int
     groups: int  # 4 for a split $request, else 1
 
 
@@ -454,14 +453,12 @@ class AccessLogParser:
         pieces = [re.escape(literals[0])]
         slots: list[_Slot] = []
         prefixes: list[str] = []
-        group = 0
         for k, name in enumerate(names):
             pattern, groups, consumed = _variable_pattern(
                 name, fmt.escape, literals[k], literals[k + 1], k == greedy)
             pieces.append(pattern if consumed else pattern + re.escape(literals[k + 1]))
-            slots.append(_Slot(name, group, groups))
+            slots.append(_Slot(name, groups))
             prefixes.append("".join(pieces))
-            group += groups
         self.pattern = re.compile("".join(pieces) + r"\r?\n?", re.ASCII)
         self._prefixes = prefixes
         self._slots = slots
@@ -490,6 +487,14 @@ class AccessLogParser:
             first.setdefault(slot.name, f"v{n}")
         source_of = {field: next((first[v] for v in names if v in first), None)
                      for field, names in SOURCES.items()}
+        # $uri + $args make the path when there is neither $request nor $request_uri
+        args = first.get("args") if source_of["request"] is None \
+            and source_of["path"] is not None and source_of["path"] == first.get("uri") else None
+
+        def text(field: str) -> str:
+            v = source_of[field]
+            return _text(v, escape_mode) if v else "''"
+
         lines = ["def parse(line):",
                  "    m = match(line)",
                  "    if m is None:",
@@ -517,13 +522,10 @@ class AccessLogParser:
             add(f"    method, path, protocol = {split}({raw})")
         else:
             for field in ("method", "path", "protocol"):
-                v = source_of[field]
-                add(f"    {field} = {_text(v, escape_mode) if v else repr('')}")
-            if source_of["path"] is not None and source_of["path"] == first.get("uri") \
-                    and "args" in first:
-                a = first["args"]
-                add(f'    if {a} and {a} != "-":')
-                add(f"        path = path + '?' + {_text(a, escape_mode)}")
+                add(f"    {field} = {text(field)}")
+            if args is not None:
+                add(f'    if {args} and {args} != "-":')
+                add(f"        path = path + '?' + {_text(args, escape_mode)}")
         # service
         upstream = source_of["upstream"]
         if upstream is not None:
@@ -554,17 +556,15 @@ class AccessLogParser:
 
         values = {
             "event_time": "event_time",
-            "client": _text(source_of["client"], escape_mode) if source_of["client"] else "''",
-            "remote_user": (_text(source_of["remote_user"], escape_mode)
-                            if source_of["remote_user"] else "''"),
+            "client": text("client"),
+            "remote_user": text("remote_user"),
             "method": "method", "path": "path", "protocol": "protocol",
             "status": f"int({source_of['status']})",
             "bytes": (f'0 if {source_of["bytes"]} in ("-", "") else int({source_of["bytes"]})'
                       if source_of["bytes"] else "0"),
-            "referer": _text(source_of["referer"], escape_mode) if source_of["referer"] else "''",
-            "user_agent": (_text(source_of["user_agent"], escape_mode)
-                           if source_of["user_agent"] else "''"),
-            "host": _text(source_of["host"], escape_mode) if source_of["host"] else "''",
+            "referer": text("referer"),
+            "user_agent": text("user_agent"),
+            "host": text("host"),
             "upstream": "upstream",
             "request_time": number("request_time", "float", "None"),
             "upstream_time": number("upstream_time", "float", "None"),
@@ -572,12 +572,9 @@ class AccessLogParser:
             "upstream_status": number("upstream_status", "int", "None"),
             "upstream_connect_time": number("upstream_connect_time", "float", "None"),
             "request_length": number("request_length", "int", "None"),
-            "forwarded_for": (_text(source_of["forwarded_for"], escape_mode)
-                              if source_of["forwarded_for"] else "''"),
+            "forwarded_for": text("forwarded_for"),
         }
-        taken = {v for v in source_of.values() if v is not None}
-        if "args" in first and source_of["path"] == first.get("uri") and source_of["request"] is None:
-            taken.add(first["args"])
+        taken = {v for v in (*source_of.values(), args) if v is not None}
         extras = [(slot.name, f"v{n}") for n, slot in enumerate(slots)
                   if first[slot.name] == f"v{n}" and f"v{n}" not in taken]
         values["extras"] = "{" + ", ".join(
