@@ -343,8 +343,12 @@ class Settings:
         """True when the jobs and the display use Cassandra (a server at CASSANDRA_HOSTS)."""
         return bool(self.cassandra_hosts)
 
-    def nginx_access_format(self) -> LogFormat:
+    def nginx_access_format(self, log_path: Path | None = None) -> LogFormat:
         """The access log's format: read from NGINX_CONF if set, else NGINX_LOG_FORMAT.
+
+        With NGINX_CONF and no NGINX_LOG_FORMAT_NAME, the format is the one of the
+        ``access_log`` that writes NGINX_LOG_PATH, else ``log_path`` (the file a command
+        was given to read).
 
         Raises:
             LogFormatError (a ValueError): the conf or the format cannot be used; says why.
@@ -353,7 +357,7 @@ class Settings:
 
         if self.nginx_conf is not None:
             return check_usable(read_nginx_conf(self.nginx_conf, self.nginx_log_format_name,
-                                                self.nginx_log_path))
+                                                self.nginx_log_path or log_path))
         return check_usable(resolve(self.nginx_log_format))
 
     @property

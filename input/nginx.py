@@ -382,10 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="print records as JSON lines instead of publishing to Kafka")
     args, settings = cli.start(parser, argv)
     follow = args.follow or (None if args.replay or args.demo else settings.nginx_log_path)
-    if follow and settings.nginx_conf is not None and settings.nginx_log_path is None:
-        settings = dataclasses.replace(settings, nginx_log_path=Path(follow))
     try:
-        log_format = settings.nginx_access_format()
+        log_format = settings.nginx_access_format(Path(follow) if follow else None)
     except LogFormatError as e:
         parser.error(str(e))
 

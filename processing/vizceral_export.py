@@ -16,7 +16,6 @@ No Spark is needed: a log file fits in memory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -99,10 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         "log_level"])
     parser.add_argument("access_log", type=Path, help="the access log to read ('-': stdin)")
     args, settings = cli.start(parser, argv)
-    if str(args.access_log) != "-" and settings.nginx_log_path is None:
-        settings = dataclasses.replace(settings, nginx_log_path=args.access_log)
     try:
-        log_format = settings.nginx_access_format()
+        log_format = settings.nginx_access_format(
+            None if str(args.access_log) == "-" else args.access_log)
     except LogFormatError as e:
         parser.error(str(e))
     service_map = ",".join(settings.nginx_service_map)
