@@ -89,6 +89,8 @@ class EmbeddedBroker(JvmProcess):
         create: topics to create once ready (default: all of ``queue/topics.toml``).
     """
 
+    engine = "Kafka"
+
     def __init__(
         self,
         data_dir: Path,
@@ -100,13 +102,9 @@ class EmbeddedBroker(JvmProcess):
         heap: str = "384m",
         create: Iterable[topics.Topic] = topics.ALL,
     ) -> None:
-        super().__init__(data_dir, log_path or data_dir / "broker.log")
-        self.host = host
-        self.port = port
+        super().__init__(data_dir, log_path or data_dir / "broker.log", host, port,
+                         ready_timeout_s, jars_dir, heap)
         self.controller_port = 0
-        self.ready_timeout_s = ready_timeout_s
-        self.jars_dir = jars_dir or Path(__file__).resolve().parent.parent / "jars"
-        self.heap = heap
         self.create = tuple(create)
 
     @classmethod
@@ -120,12 +118,6 @@ class EmbeddedBroker(JvmProcess):
             jars_dir=settings.jars_dir,
             heap=settings.broker_heap,
         )
-
-    engine = "Kafka"
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     @property
     def bootstrap(self) -> str:

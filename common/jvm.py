@@ -84,21 +84,27 @@ class JvmProcess:
     """One engine's JVM as a child process: started, waited for, stopped, killed.
 
     Use as a context manager, or call :meth:`start` and, in a ``finally``, :meth:`stop`.
-    A subclass says what differs: :attr:`engine` (its name in messages), :attr:`address`,
-    :meth:`prepare` (checks and config; returns the argv) and :meth:`wait_ready`. The
+    A subclass says what differs: :attr:`engine` (its name in messages), :meth:`prepare`
+    (checks and config; returns the argv) and :meth:`wait_ready`. The
     stack's supervisor runs the argv of :meth:`prepare` itself instead of :meth:`start`.
     """
 
     engine = "JVM"
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, host: str, port: int,
+                 ready_timeout_s: float, jars_dir: Path | None, heap: str) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.host = host
+        self.port = port  # 0 until prepare() picks a free one
+        self.ready_timeout_s = ready_timeout_s
+        self.jars_dir = jars_dir or Path(__file__).resolve().parent.parent / "jars"
+        self.heap = heap
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
-    def address(self) -> str:  # pragma: no cover - every engine has one
-        raise NotImplementedError
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:

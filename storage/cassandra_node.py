@@ -166,17 +166,15 @@ class CassandraNode(JvmProcess):
             a crash can then lose schema changes).
     """
 
+    engine = "Cassandra"
+
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0,
                  log_path: Path | None = None, ready_timeout_s: float = 120.0,
                  jars_dir: Path | None = None, heap: str = "512m",
                  unsafe_system: bool = False) -> None:
-        super().__init__(data_dir, log_path or data_dir / "cassandra.log")
-        self.host = host
-        self.port = port
+        super().__init__(data_dir, log_path or data_dir / "cassandra.log", host, port,
+                         ready_timeout_s, jars_dir, heap)
         self.storage_port = 0
-        self.ready_timeout_s = ready_timeout_s
-        self.jars_dir = jars_dir or Path(__file__).resolve().parent.parent / "jars"
-        self.heap = heap
         self.unsafe_system = unsafe_system
 
     @classmethod
@@ -191,11 +189,6 @@ class CassandraNode(JvmProcess):
             heap=settings.cassandra_heap,
         )
 
-    engine = "Cassandra"
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
