@@ -8,6 +8,8 @@ client sent.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -95,18 +97,20 @@ def sent_requests() -> list[dict[str, Any]]:
     return [r for r in map(json.loads, lines) if r["logged"]]
 
 
+@functools.cache
+def recorder() -> Any:
+    """tests/fixtures/nginx/record.py, which wrote requests.jsonl (a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("nginx_record", FIXTURES / "record.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def fixture_text(value: str) -> str:
-    """requests.jsonl's text (``\\xhh`` for raw bytes, ``\\\\`` for a backslash) as the kit
-    decodes a line: UTF-8, with bytes that are not UTF-8 as ``\\xhh``."""
-    out = bytearray()
-    for part in re.split(r"(\\\\|\\x[0-9a-f]{2})", value):
-        if part == "\\\\":
-            out += b"\\"
-        elif re.fullmatch(r"\\x[0-9a-f]{2}", part):
-            out.append(int(part[2:], 16))
-        else:
-            out += part.encode()
-    return out.decode("utf-8", "backslashreplace")
+    """requests.jsonl's text as the kit decodes a line: the recorder's own ``unescape`` to the
+    bytes sent, then UTF-8 with bytes that are not UTF-8 as ``\\xhh``."""
+    return str(recorder().unescape(value).decode("utf-8", "backslashreplace"))
 
 
 def test_parsed_values_are_what_the_client_sent(
