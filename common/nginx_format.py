@@ -83,10 +83,11 @@ class LogFormat:
     def __post_init__(self) -> None:
         if self.escape not in ESCAPES:
             raise LogFormatError(f"escape={self.escape} is not one of {', '.join(ESCAPES)}")
-        if "$" in _VAR.sub("", self.template):
-            where = _VAR.sub("", self.template).index("$")
+        rest = _VAR.sub("", self.template)  # the literal text
+        if "$" in rest:
+            where = rest.index("$")
             raise LogFormatError(f"log format {self.name!r}: a '$' not followed by a variable "
-                                 f"name (near {_VAR.sub('', self.template)[where:where + 20]!r})")
+                                 f"name (near {rest[where:where + 20]!r})")
         if not _VAR.search(self.template):
             raise LogFormatError(f"log format {self.name!r} has no variables: {self.template!r}")
 
