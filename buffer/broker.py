@@ -106,6 +106,8 @@ class EmbeddedBroker(JvmProcess):
                          ready_timeout_s, jars_dir, heap)
         self.controller_port = 0
         self.create = tuple(create)
+        #: The cluster id the storage is formatted with; None: a new one (a single node).
+        self.cluster_id: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedBroker:
@@ -156,15 +158,19 @@ class EmbeddedBroker(JvmProcess):
             self.controller_port = free_port(self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(server_config(self.host, self.port, self.controller_port,
-                                                  self.log_dirs))
+        self.config_path.write_text(self.config_text())
         if not (self.log_dirs / "meta.properties").exists():
             self._format()
         return self._java("kafka.Kafka", str(self.config_path))
 
+    def config_text(self) -> str:
+        """The server.properties of this start (a node of a cluster adds its quorum)."""
+        return server_config(self.host, self.port, self.controller_port, self.log_dirs)
+
     def _format(self) -> None:
-        """Format the storage once (``kafka-storage format``), with a new cluster id."""
-        cluster_id = new_cluster_id()
+        """Format the storage once (``kafka-storage format``), with :attr:`cluster_id`
+        (the nodes of one cluster share it) or a new one."""
+        cluster_id = self.cluster_id or new_cluster_id()
         argv = self._java("kafka.tools.StorageTool", "format", "-c", str(self.config_path),
                           "-t", cluster_id, heap="256m")
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)

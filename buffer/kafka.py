@@ -130,15 +130,25 @@ def wait_until_ready(bootstrap: str, timeout_s: float) -> None:
             last_error = e
 
 
-def create_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Idempotent."""
+def create_topics(bootstrap: str, topics: Iterable[Topic], timeout_s: float = 30.0,
+                  replication_factor: int = 1, min_insync_replicas: int | None = None
+                  ) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Idempotent.
+
+    ``replication_factor``: copies of each partition (KAFKA_REPLICATION_FACTOR; 1 on one
+    broker, 3 on a cluster); ``min_insync_replicas``: how many must have a record before an
+    ``acks=all`` producer is told it is written (None: the broker's default).
+    """
     client = admin(bootstrap)
     existing = set(client.list_topics(timeout=timeout_s).topics)
     wanted = [t for t in topics if t.name not in existing]
     if not wanted:
         return []
+    extra = {} if min_insync_replicas is None else {
+        "min.insync.replicas": str(min_insync_replicas)}
     futures = client.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config())
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor,
+                  config={**t.config(), **extra})
          for t in wanted],
         operation_timeout=timeout_s,
     )
