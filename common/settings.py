@@ -148,9 +148,34 @@ class Settings:
     broker_heap: str = setting(
         "BROKER_HEAP", "384m", _str,
         "Java heap of the embedded Kafka broker (-Xmx), e.g. 384m or 1g.")
+    kafka_replication_factor: int = setting(
+        "KAFKA_REPLICATION_FACTOR", "1", _int_range(1, 16),
+        "Copies of each partition of the kit's topics when the kit creates them (1 on one "
+        "broker; `--cluster` makes it 3 unless set).")
+    kafka_min_insync_replicas: int = setting(
+        "KAFKA_MIN_INSYNC_REPLICAS", "1", _int_range(1, 16),
+        "Replicas that must hold a record before an acks=all producer is told it is written "
+        "(`--cluster` makes it 2 unless set: one broker may die without losing or refusing "
+        "a write).")
     jars_dir: Path = setting(
         "JARS_DIR", str(Path(__file__).resolve().parent.parent / "jars"), _path,
         "Where `make setup` puts the JVM jars of queue/pom.xml (kafka/, spark/, cassandra/).")
+
+    # `python -m stack --cluster`: every engine as a cluster on this machine (stack.cluster)
+    cluster_hosts: tuple[str, ...] = setting(
+        "CLUSTER_HOSTS", "127.0.0.2,127.0.0.3,127.0.0.4", _csv,
+        "With --cluster: the addresses of the three 'machines' (loopback aliases on Linux); "
+        "each runs a Kafka broker and a Cassandra node, the first the Spark master, the "
+        "others a Spark worker each.")
+    spark_master_port: int = setting(
+        "SPARK_MASTER_PORT", "7077", _int_range(0, 65535),
+        "With --cluster: the Spark standalone master's port (0 picks a free one).")
+    spark_worker_cores: int = setting(
+        "SPARK_WORKER_CORES", "2", _int_range(1, 256),
+        "With --cluster: task slots each Spark worker offers.")
+    spark_executor_memory: str = setting(
+        "SPARK_EXECUTOR_MEMORY", "768m", _jvm_size,
+        "With --cluster: heap of each Spark executor (one per worker).")
 
     # Paths and logs
     data_dir: Path = setting(

@@ -1,0 +1,272 @@
+"""``python -m stack --cluster``: the engines as clusters on one machine, each node supervised.
+
+Three "machines", the addresses of CLUSTER_HOSTS (127.0.0.2-4 by default; on Linux every
+127.x.y.z address is the loopback, so each node binds its own address with Kafka's, CQL's
+and Spark's usual ports), each running:
+
+* a Kafka broker that is also a controller (:mod:`buffer.cluster`): a quorum of three;
+* a Cassandra node (:mod:`storage.cassandra_cluster`): a ring of three;
+* the Spark master on the first, a Spark worker on each of the others
+  (:mod:`processing.standalone`).
+
+:class:`Cluster` starts them in order (Kafka, then Cassandra, then Spark), waits until each
+answers, creates the kit's topics (replication factor 3, two in sync) and its Cassandra
+schema (from this one client: before Cassandra 5.1 two coordinators creating one table at
+the same moment may give it two ids), and hands the stack the settings that point every
+stage at the cluster. Each node is a child of the stack's supervisor, restarted after a
+crash like any stage; a thread marks it ready again once it answers (:meth:`Cluster.watch`),
+so the index shows each node as starting, running or restarting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from buffer import cluster as kafka_cluster
+from buffer import kafka
+from common.jvm import free_port, port_is_taken
+from common.settings import Settings, load
+from processing import standalone
+from stack.supervisor import Child, Supervisor
+from storage import cassandra_cluster
+
+__all__ = ["Cluster", "Node", "cluster_settings"]
+
+log = logging.getLogger(__name__)
+
+
+def cluster_settings(settings: Settings) -> Settings:
+    """``settings`` with the cluster's defaults where they are still the single node's:
+    KAFKA_REPLICATION_FACTOR 3, KAFKA_MIN_INSYNC_REPLICAS 2, and CASSANDRA_REPLICATION
+    three copies in ``datacenter1`` (a value set by the operator is kept)."""
+    single = load(environ={})
+    changes: dict[str, Any] = {}
+    replicas = min(3, len(settings.cluster_hosts))
+    if settings.kafka_replication_factor == single.kafka_replication_factor:
+        changes["kafka_replication_factor"] = replicas
+    if settings.kafka_min_insync_replicas == single.kafka_min_insync_replicas:
+        changes["kafka_min_insync_replicas"] = max(1, replicas - 1)
+    if settings.cassandra_replication == single.cassandra_replication:
+        changes["cassandra_replication"] = (
+            "{'class': 'NetworkTopologyStrategy', 'datacenter1': %d}" % replicas)
+    return dataclasses.replace(settings, **changes)
+
+
+@dataclass
+class Node:
+    """One process of the cluster: its engine, its supervised child and how to ask it."""
+
+    engine: str  # kafka, cassandra, spark
+    child: Child
+    address: str
+    answers: Callable[[], bool]
+
+
+def _port_free_everywhere(hosts: tuple[str, ...], port: int) -> int:
+    """``port`` if set (each node binds it on its own address), else one free on every host."""
+    if port:
+        return port
+    for _ in range(50):
+        candidate = free_port(hosts[0])
+        if not any(port_is_taken(h, candidate) for h in hosts[1:]):
+            return candidate
+    raise OSError(f"no port free on every one of {', '.join(hosts)}")
+
+
+class Cluster:
+    """The nodes of the three engines, planned from the settings, run by ``supervisor``."""
+
+    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
+        hosts = settings.cluster_hosts
+        if len(hosts) < 3:
+            raise ValueError(f"CLUSTER_HOSTS needs three addresses, got {','.join(hosts)!r}")
+        self.settings = cluster_settings(settings)
+        self.supervisor = supervisor
+        self.hosts = hosts[:3]
+        data, logs = settings.data_dir.resolve() / "cluster", settings.log_dir
+        self.kafka = kafka_cluster.plan(self.hosts, data / "kafka", logs, settings.broker_port,
+                                        settings.jars_dir, settings.broker_heap)
+        cql_port = _port_free_everywhere(self.hosts, settings.cassandra_port)
+        self.cassandra = cassandra_cluster.plan(
+            self.hosts, data / "cassandra", logs, cql_port, settings.jars_dir,
+            settings.cassandra_heap, settings.cassandra_ready_timeout_s)
+        self.master = standalone.master(self.hosts[0], settings.spark_master_port, logs)
+        self.workers = [
+            standalone.worker(i, host, self.master.url, settings.spark_worker_cores,
+                              standalone.worker_memory(settings.spark_executor_memory),
+                              data / "spark" / f"worker-{i}", logs)
+            for i, host in enumerate(self.hosts[1:], start=1)]
+        self.nodes: list[Node] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return kafka_cluster.bootstrap_of(self.kafka)
+
+    def stage_settings(self) -> Settings:
+        """The settings every stage gets: the cluster's brokers, Cassandra nodes and master."""
+        return dataclasses.replace(
+            self.settings, kafka_bootstrap_servers=self.bootstrap,
+            cassandra_hosts=tuple(n.host for n in self.cassandra),
+            cassandra_port=self.cassandra[0].port, spark_master=self.master.url)
+
+    # -- starting
+
+    def _run(self, engine: str, name: str, argv: list[str], log_path: Any, env: dict[str, str],
+             address: str, answers: Callable[[], bool]) -> Node:
+        child = self.supervisor.start(Child(name, argv, log_path, env, service=True,
+                                            needs_ready=True))
+        node = Node(engine, child, address, answers)
+        self.nodes.append(node)
+        return node
+
+    def _wait(self, nodes: list[Node], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(nodes)
+        while pending:
+            for node in list(pending):
+                if node.child.exit_code is not None:
+                    raise RuntimeError(f"{node.child.name} exited with code "
+                                       f"{node.child.exit_code} while starting:\n"
+                                       f"{node.child.log_tail()}")
+                if node.answers():
+                    node.child.ready = True
+                    pending.remove(node)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(n.child.name for n in pending)
+                raise TimeoutError(f"{what}: {names} did not answer within {timeout_s:.0f} s")
+            if pending:
+                time.sleep(0.5)
+
+    def start_kafka(self) -> list[str]:
+        """Start the three brokers together (the quorum needs two to elect a leader), wait
+        until all are registered, create the kit's topics; returns the topics created."""
+        env = dict(os.environ)
+        nodes = []
+        for broker in self.kafka:
+            argv = broker.prepare()
+            nodes.append(self._run("kafka", f"kafka-{broker.node_id}", argv, broker.log_path,
+                                   env, broker.bootstrap, _kafka_answers(broker.bootstrap)))
+        self._wait(nodes, self.settings.broker_ready_timeout_s * 2, "Kafka")
+        kafka_cluster.wait_for_brokers(self.bootstrap, len(self.kafka),
+                                       self.settings.broker_ready_timeout_s)
+        return kafka_cluster.create_topics(self.bootstrap, self.settings.kafka_replication_factor,
+                                           self.settings.kafka_min_insync_replicas)
+
+    def start_cassandra(self) -> None:
+        """The seed first, then the other nodes together (none bootstraps: tokens are fixed
+        and the ring starts empty), then the keyspace and tables, from here only."""
+        env = dict(os.environ)
+        timeout = self.settings.cassandra_ready_timeout_s
+        first, *others = self.cassandra
+        nodes = [self._run("cassandra", f"cassandra-{first.index}", first.prepare(),
+                           first.log_path, env, first.address, first.answers)]
+        self._wait(nodes, timeout, "Cassandra's seed")
+        rest = [self._run("cassandra", f"cassandra-{n.index}", n.prepare(), n.log_path, env,
+                          n.address, n.answers) for n in others]
+        self._wait(rest, timeout, "Cassandra")
+        from storage import open_store
+
+        open_store("cassandra", self.stage_settings()).close()
+
+    def start_spark(self) -> None:
+        """The master, then the workers; waits until the master lists every worker ALIVE."""
+        env = {**os.environ, **standalone.python_env()}
+        webui = self.master.webui
+        master = self._run("spark", self.master.name, self.master.argv(), self.master.log_path,
+                           self.master.env(env), self.master.url,
+                           lambda: _http_answers(webui))
+        self._wait([master], 60, "Spark master")
+        nodes = []
+        for worker in self.workers:
+            host = worker.host
+            nodes.append(self._run("spark", worker.name, worker.argv(), worker.log_path,
+                                   worker.env(env), f"{host}:{worker.port}",
+                                   lambda h=host: _worker_alive(webui, h)))
+        self._wait(nodes, 60, "Spark workers")
+
+    def submit_argv(self) -> list[str]:
+        """spark-submit of every streaming job to the master (what ``python -m processing``
+        runs in local mode)."""
+        cores = self.settings.spark_worker_cores * len(self.workers)
+        return standalone.submit_argv(
+            self.master.url, [str(standalone.ROOT / "processing" / "jobs.py")],
+            self.settings.spark_executor_memory, cores, self.hosts[0],
+            self.settings.spark_driver_memory)
+
+    # -- watching
+
+    def watch(self) -> None:
+        """Mark each restarted node ready again once it answers (a thread, until close)."""
+        def run() -> None:
+            while not self._stop.wait(1.0):
+                for node in self.nodes:
+                    child = node.child
+                    if child.ready or child.process is None or child.exit_code is not None:
+                        continue
+                    try:
+                        child.ready = node.answers()
+                    except Exception:  # noqa: BLE001 - not answering yet
+                        log.debug("%s does not answer yet", child.name, exc_info=True)
+                    if child.ready:
+                        log.info("%s answers again after %.0f s", child.name,
+                                 time.monotonic() - child.started_at)
+
+        self._thread = threading.Thread(target=run, daemon=True, name="cluster-watch")
+        self._thread.start()
+
+    def describe(self) -> list[str]:
+        """One line per engine: its nodes and their addresses."""
+        return [
+            f"Kafka: {len(self.kafka)} brokers (KRaft, each a controller) at {self.bootstrap}; "
+            f"topics with replication factor {self.settings.kafka_replication_factor}, "
+            f"min.insync.replicas {self.settings.kafka_min_insync_replicas}",
+            f"Cassandra: {len(self.cassandra)} nodes at "
+            f"{', '.join(n.address for n in self.cassandra)}; keyspace replication "
+            f"{self.settings.cassandra_replication}, LOCAL_QUORUM",
+            f"Spark: master {self.master.url} (UI {self.master.webui}), "
+            f"{len(self.workers)} workers at {', '.join(w.host for w in self.workers)}, "
+            f"{self.settings.spark_worker_cores} cores and an executor of "
+            f"{self.settings.spark_executor_memory} each",
+        ]
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def _kafka_answers(bootstrap: str) -> Callable[[], bool]:
+    def answers() -> bool:
+        try:
+            kafka.wait_until_ready(bootstrap, timeout_s=1.0)
+            return True
+        except kafka.KafkaUnavailable:
+            return False
+
+    return answers
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        standalone.master_state(url, timeout_s=1.0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _worker_alive(webui: str, host: str) -> bool:
+    try:
+        state = standalone.master_state(webui, timeout_s=1.0)
+    except (OSError, ValueError):
+        return False
+    return any(w.get("host") == host and w.get("state") == "ALIVE"
+               for w in state.get("workers", []))
