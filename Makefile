@@ -11,10 +11,11 @@ JARS   := jars
 JARS_STAMP := $(JARS)/.setup-stamp
 MVN    ?= mvn
 
-.PHONY: run test test-fast setup jars check-tools bench lint clean help
+.PHONY: run cluster test test-fast setup jars check-tools bench lint clean help
 
 help:
 	@echo "make run    set up, then run the whole stream on this machine (Ctrl-C stops it)"
+	@echo "make cluster  the same stream on 3 Kafka brokers, 3 Cassandra nodes and a Spark master with 2 workers (about 8 GB)"
 	@echo "make test   set up, then run the test suite"
 	@echo "make test-fast  only the tests that start nothing (no broker, Spark, browser): seconds"
 	@echo "make bench  set up, then run every benchmark in bench/"
@@ -23,6 +24,9 @@ help:
 
 run: setup
 	$(PY) -m stack
+
+cluster: setup
+	$(PY) -m stack --cluster
 
 test: setup
 	$(PY) -m pytest

@@ -12,6 +12,9 @@ keeps dying stops the stack. Ctrl-C stops everything it started, the stages newe
 first, then Cassandra and the broker; logs stay in DATA_DIR/logs/, and the broker's data, the
 Spark checkpoints and the stores stay in DATA_DIR for the next start.
 
+``python -m stack --cluster`` (``make cluster``) runs Kafka, Cassandra and Spark as clusters
+of three nodes on loopback aliases instead (:mod:`stack.cluster`); the stages are the same.
+
 Every setting can be given as a flag (``python -m stack --display-port 8080``)
 or an environment variable (``DISPLAY_PORT=8080 make run``).
 """
@@ -272,6 +275,9 @@ def child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = settings_module.argument_parser(__doc__ or "")
     parser.add_argument("--no-spark", action="store_true", help="start everything but the Spark jobs")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run Kafka, Cassandra and Spark as clusters of three nodes on the "
+                             "addresses of CLUSTER_HOSTS (stack.cluster)")
     args, settings = cli.start(parser, argv)
     progress = Progress()
     settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     stages: StagePublisher | None = None
     cassandra_watch: CassandraWatch | None = None
     cassandra_child: Child | None = None
+    cluster = None
     try:
+        if args.cluster:
+            from stack.cluster import Cluster
+
+            cluster = Cluster(settings, supervisor, stopping)
+            progress.show("starting the cluster: 3 Kafka brokers, 3 Cassandra nodes, a Spark "
+                          "master and 2 workers ...")
+            settings = cluster.start(progress.done)
+            cluster.watch()
         if settings.embedded_broker:
             from buffer.broker import EmbeddedBroker
 
@@ -307,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
 
             bootstrap = str(settings.kafka_bootstrap_servers)
             kafka.wait_until_ready(bootstrap, settings.broker_ready_timeout_s)
-            created = kafka.create_topics(bootstrap, topics.ALL)
+            created = kafka.create_topics(
+                bootstrap, topics.ALL, replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas)
             progress.done(f"Kafka: {bootstrap} (created topics: {', '.join(created) or 'none'})")
 
         if settings.embedded_cassandra:
@@ -371,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             start_live_sources()
             start_case_reports()
         else:
-            supervisor.start(Child("processing", [py, "-m", "processing"], logs / "processing.log",
-                                   env))
+            jobs = cluster.submit_argv() if cluster else [py, "-m", "processing"]
+            supervisor.start(Child("processing", jobs, logs / "processing.log", env))
         url = f"http://{settings.display_host}:{settings.display_port}/"
         progress.done(f"Display: {url}  (logs in {logs}/; Ctrl-C stops everything)")
 
@@ -440,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         progress.done(f"error: {e}")
         return 1
     finally:
+        if cluster is not None:
+            cluster.close()
         if cassandra_watch is not None:
             cassandra_watch.close()
         if watcher is not None:

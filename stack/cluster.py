@@ -83,7 +83,8 @@ def _port_free_everywhere(hosts: tuple[str, ...], port: int) -> int:
 class Cluster:
     """The nodes of the three engines, planned from the settings, run by ``supervisor``."""
 
-    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
+    def __init__(self, settings: Settings, supervisor: Supervisor,
+                 stopping: threading.Event | None = None) -> None:
         hosts = settings.cluster_hosts
         if len(hosts) < 3:
             raise ValueError(f"CLUSTER_HOSTS needs three addresses, got {','.join(hosts)!r}")
@@ -104,6 +105,7 @@ class Cluster:
                               data / "spark" / f"worker-{i}", logs)
             for i, host in enumerate(self.hosts[1:], start=1)]
         self.nodes: list[Node] = []
+        self._stopping = stopping or threading.Event()  # Ctrl-C while starting
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,58 +142,95 @@ class Cluster:
                 if node.answers():
                     node.child.ready = True
                     pending.remove(node)
+            if self._stopping.is_set():
+                raise RuntimeError(f"stopped while waiting for {what}")
             if pending and time.monotonic() > deadline:
                 names = ", ".join(n.child.name for n in pending)
                 raise TimeoutError(f"{what}: {names} did not answer within {timeout_s:.0f} s")
             if pending:
                 time.sleep(0.5)
 
-    def start_kafka(self) -> list[str]:
-        """Start the three brokers together (the quorum needs two to elect a leader), wait
-        until all are registered, create the kit's topics; returns the topics created."""
+    def start(self, say: Callable[[str], None]) -> Settings:
+        """Start every node, wait until each answers, create topics and schema; returns the
+        settings of the stages (:meth:`stage_settings`). ``say`` gets one line per step.
+
+        The JVMs that need nothing else start at once (the brokers, Cassandra's seed, the
+        Spark master and workers): on 2 cores that put everything up in 75 s instead of
+        116 s one engine after the other.
+        """
+        started = time.monotonic()
+        kafka_nodes = self.launch_kafka()
+        seed = self.launch_cassandra_seed()
+        spark_nodes = self.launch_spark()
+        created = self.finish_kafka(kafka_nodes)
+        say(f"{self.describe()[0]}; up after {time.monotonic() - started:.0f} s (topics "
+            f"created: {', '.join(created) or 'none'})")
+        self._wait(spark_nodes, 120, "Spark")
+        say(f"{self.describe()[2]}; up after {time.monotonic() - started:.0f} s")
+        self.finish_cassandra(seed)
+        say(f"{self.describe()[1]}; up after {time.monotonic() - started:.0f} s")
+        return self.stage_settings()
+
+    def launch_kafka(self) -> list[Node]:
         env = dict(os.environ)
         nodes = []
         for broker in self.kafka:
             argv = broker.prepare()
             nodes.append(self._run("kafka", f"kafka-{broker.node_id}", argv, broker.log_path,
                                    env, broker.bootstrap, _kafka_answers(broker.bootstrap)))
+        return nodes
+
+    def start_kafka(self) -> list[str]:
+        """Start the three brokers together (the quorum needs two to elect a leader), wait
+        until all are registered, create the kit's topics; returns the topics created."""
+        return self.finish_kafka(self.launch_kafka())
+
+    def finish_kafka(self, nodes: list[Node]) -> list[str]:
         self._wait(nodes, self.settings.broker_ready_timeout_s * 2, "Kafka")
         kafka_cluster.wait_for_brokers(self.bootstrap, len(self.kafka),
                                        self.settings.broker_ready_timeout_s)
         return kafka_cluster.create_topics(self.bootstrap, self.settings.kafka_replication_factor,
                                            self.settings.kafka_min_insync_replicas)
 
+    def launch_cassandra_seed(self) -> Node:
+        first = self.cassandra[0]
+        return self._run("cassandra", f"cassandra-{first.index}", first.prepare(),
+                         first.log_path, dict(os.environ), first.address, first.answers)
+
     def start_cassandra(self) -> None:
+        self.finish_cassandra(self.launch_cassandra_seed())
+
+    def finish_cassandra(self, seed: Node) -> None:
         """The seed first, then the other nodes together (none bootstraps: tokens are fixed
         and the ring starts empty), then the keyspace and tables, from here only."""
         env = dict(os.environ)
         timeout = self.settings.cassandra_ready_timeout_s
-        first, *others = self.cassandra
-        nodes = [self._run("cassandra", f"cassandra-{first.index}", first.prepare(),
-                           first.log_path, env, first.address, first.answers)]
-        self._wait(nodes, timeout, "Cassandra's seed")
+        self._wait([seed], timeout, "Cassandra's seed")
         rest = [self._run("cassandra", f"cassandra-{n.index}", n.prepare(), n.log_path, env,
-                          n.address, n.answers) for n in others]
+                          n.address, n.answers) for n in self.cassandra[1:]]
         self._wait(rest, timeout, "Cassandra")
         from storage import open_store
 
         open_store("cassandra", self.stage_settings()).close()
 
     def start_spark(self) -> None:
-        """The master, then the workers; waits until the master lists every worker ALIVE."""
+        self._wait(self.launch_spark(), 120, "Spark")
+
+    def launch_spark(self) -> list[Node]:
+        """The master and the workers (a worker retries registering until the master
+        answers); ready once the master lists the worker ALIVE."""
         env = {**os.environ, **standalone.python_env()}
         webui = self.master.webui
         master = self._run("spark", self.master.name, self.master.argv(), self.master.log_path,
                            self.master.env(env), self.master.url,
                            lambda: _http_answers(webui))
-        self._wait([master], 60, "Spark master")
-        nodes = []
+        nodes = [master]
         for worker in self.workers:
             host = worker.host
             nodes.append(self._run("spark", worker.name, worker.argv(), worker.log_path,
                                    worker.env(env), f"{host}:{worker.port}",
                                    lambda h=host: _worker_alive(webui, h)))
-        self._wait(nodes, 60, "Spark workers")
+        return nodes
 
     def submit_argv(self) -> list[str]:
         """spark-submit of every streaming job to the master (what ``python -m processing``
