@@ -80,6 +80,8 @@ class Child:
     #: (the Cassandra node: its process runs seconds before CQL answers).
     needs_ready: bool = False
     ready: bool = True
+    #: Where a node of a cluster answers (``host:port``), shown with its state; None for a stage.
+    address: str | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +204,7 @@ class Supervisor:
 
         return [{"name": c.name, "state": state(c),
                  "restarts": len(c.restarts), "last_exit": c.last_exit,
-                 "pid": c.process.pid if c.process else None,
+                 "pid": c.process.pid if c.process else None, "address": c.address,
                  "up_s": round(now - c.started_at, 1) if c.process else None}
                 for c in self.children]
 

@@ -95,6 +95,15 @@
     const problems = [];
     if (status.feed_error) problems.push(`Kafka: ${status.feed_error}`);
     for (const s of down) problems.push(`${s.name} is down (exit code ${s.last_exit}); the stack restarts it`);
+    document.getElementById("stages-panel").hidden = !stages.length;
+    document.querySelector("#stages tbody").replaceChildren(...stages.map((s) => {
+      const tr = document.createElement("tr");
+      const up = s.up_s == null ? "–" : s.up_s < 120 ? `${Math.round(s.up_s)} s` : `${Math.round(s.up_s / 60)} min`;
+      tr.append(cell(s.name), cell(s.address || "–"),
+        cell(s.state, s.state === "running" ? "" : "warn"),
+        cell(String(s.restarts || 0), "num" + (s.restarts ? " warn" : "")), cell(up, "num"));
+      return tr;
+    }));
     const banner = document.getElementById("outage");
     banner.textContent = problems.join(" · ");
     banner.hidden = !problems.length;
