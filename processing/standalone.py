@@ -104,7 +104,9 @@ def submit_argv(master_url: str, app: Sequence[str], executor_memory: str, cores
     """``bin/spark-submit --master spark://...`` of ``app`` (a script and its arguments).
 
     The driver runs in the submitting process (client mode), so the supervisor that runs this
-    argv restarts the whole application when it dies; executors run on the workers.
+    argv restarts the whole application when it dies; executors run on the workers. An
+    executor lost with its worker is not the application's fault: Spark runs its tasks again on
+    another executor without counting them towards ``spark.task.maxFailures``.
     """
     return [str(ROOT / "bin" / "spark-submit"), "--master", master_url,
             "--deploy-mode", "client",
@@ -115,8 +117,6 @@ def submit_argv(master_url: str, app: Sequence[str], executor_memory: str, cores
             "--conf", f"spark.driver.bindAddress={driver_host}",
             "--conf", "spark.driver.extraJavaOptions=-XX:+UseSerialGC -Xss4m",
             "--conf", "spark.executor.extraJavaOptions=-XX:+UseSerialGC -Xss4m",
-            # An executor lost with its worker is not the application's fault: its tasks run
-            # again elsewhere without counting towards spark.task.maxFailures.
             "--conf", "spark.ui.enabled=false",
             *extra, *app]
 
