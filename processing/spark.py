@@ -103,6 +103,11 @@ def session(settings: Settings, app_name: str) -> SparkSession:
             .config("spark.driver.extraJavaOptions",
                     f"-XX:+UseSerialGC -Xss4m -Dderby.system.home={settings.data_dir / 'derby'}")
         )
+        if settings.spark_master.startswith("spark://"):
+            # A standalone master (docker-compose.cluster.yml): executors on its workers, each
+            # of SPARK_EXECUTOR_MEMORY, which a worker's --memory must hold.
+            builder = (builder.config("spark.executor.memory", settings.spark_executor_memory)
+                       .config("spark.executor.extraJavaOptions", "-XX:+UseSerialGC -Xss4m"))
     builder = (
         builder.config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.default.parallelism", str(settings.shuffle_partitions))

@@ -47,6 +47,44 @@ def services() -> dict[str, dict[str, Any]]:
     return dict(compose()["services"])
 
 
+# -- docker-compose.cluster.yml: an override merged into docker-compose.yml
+
+CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
+#: What the override may set on a service of the base file: keys whose Compose merge is the
+#: one :func:`merge` does (mappings merged key by key, anything else replaced). Lists such as
+#: ports or volumes are merged by Compose in ways of their own: the override leaves them alone.
+MERGED_KEYS = {"environment", "depends_on", "deploy", "command", "healthcheck", "hostname"}
+
+
+@functools.cache
+def cluster_override() -> dict[str, Any]:
+    data = yaml.safe_load(CLUSTER_FILE.read_text())
+    assert isinstance(data, dict), "docker-compose.cluster.yml is not a mapping"
+    return data
+
+
+def merge(base: Any, override: Any) -> Any:
+    """``override`` merged into ``base`` as Compose merges a second ``-f`` file, for mappings
+    and scalars: mappings key by key (recursively), any other value replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+@functools.cache
+def cluster_compose() -> dict[str, Any]:
+    """``docker compose -f docker-compose.yml -f docker-compose.cluster.yml`` as one file."""
+    override = {k: v for k, v in cluster_override().items() if not k.startswith("x-")}
+    return dict(merge(compose(), override))
+
+
+def cluster_services() -> dict[str, dict[str, Any]]:
+    return dict(cluster_compose()["services"])
+
+
 def kit_services() -> dict[str, dict[str, Any]]:
     """Services built from the kit's own Dockerfiles."""
     return {name: s for name, s in services().items() if "build" in s}

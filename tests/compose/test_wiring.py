@@ -85,7 +85,7 @@ def test_the_topics_service_creates_every_topic_before_anything_uses_kafka() -> 
     assert model.command(topics_service) == ["python", "-m", "buffer"]
     assert topics_service.get("restart") == "no"
     source = (model.ROOT / "buffer" / "__main__.py").read_text()
-    assert re.search(r"create_topics\([^)]*\bALL\)", source), "python -m buffer no longer creates ALL"
+    assert re.search(r"create_topics\([^)]*\bALL\b", source), "python -m buffer no longer creates ALL"
     # The broker does not create topics on first use: each topic must exist before its users.
     assert model.environment(SERVICES["kafka"])["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     for name, service in KIT.items():
