@@ -268,7 +268,8 @@ class Stack:
     """
 
     def __init__(self, ws: Workspace, name: str = "stack", no_spark: bool = False,
-                 env: dict[str, str] | None = None, cassandra: bool = True) -> None:
+                 env: dict[str, str] | None = None, cassandra: bool = True,
+                 cluster_hosts: str | None = None) -> None:
         self.ws = ws
         self.data_dir = ws.path(name)
         self.data_dir.mkdir()
@@ -279,6 +280,10 @@ class Stack:
                             DISPLAY_PORT=str(self.port), INGEST_HOST="127.0.0.1",
                             INGEST_PORT=str(free_port()), CASSANDRA="on" if cassandra else "off",
                             CASSANDRA_PORT="0", **(env or {}))
+        #: ``python -m stack --cluster`` on these three loopback addresses (free ports).
+        self.cluster_hosts = cluster_hosts
+        if cluster_hosts:
+            self.env.update(CLUSTER_HOSTS=cluster_hosts, SPARK_MASTER_PORT="0")
         self.no_spark = no_spark
         self.lines: list[str] = []
         self.line_times: list[float] = []  # time.time() of each line's arrival
@@ -286,7 +291,8 @@ class Stack:
         self.started = 0.0
 
     def start(self) -> None:
-        argv = [PY, "-m", "stack", *(["--no-spark"] if self.no_spark else [])]
+        argv = [PY, "-m", "stack", *(["--no-spark"] if self.no_spark else []),
+                *(["--cluster"] if self.cluster_hosts else [])]
         self.started = time.monotonic()
         self.proc = self.ws.start(argv, f"{self.data_dir.name}.out", env=self.env,
                                   stdout_pipe=True)
@@ -325,7 +331,8 @@ class Stack:
     def bootstrap(self, timeout_s: float = 60) -> str:
         def found() -> str | None:
             for line in self.lines:
-                match = re.search(r"embedded Apache Kafka at (\S+)", line)
+                match = re.search(r"(?:embedded Apache Kafka|Kafka: \d+ brokers \([^)]*\)) "
+                                  r"at ([^\s;]+)", line)
                 if match:
                     return match.group(1)
             return None

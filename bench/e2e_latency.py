@@ -174,8 +174,9 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     name = spec.name
     say(f"[{name}] starting python -m stack{'' if spark else ' --no-spark'} "
         f"(CASSANDRA={'on' if spec.cassandra else 'off'}) ...")
+    cluster = args.cluster if spark else None
     stack = Stack(ws, name=name, no_spark=not spark, cassandra=spec.cassandra,
-                  env={"TRIGGER_SECONDS": str(args.trigger)})
+                  env={"TRIGGER_SECONDS": str(args.trigger)}, cluster_hosts=cluster)
     stack.start()
     started_wall = time.time()
     listener: Listener | None = None
@@ -184,7 +185,7 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     mem: MemorySampler | None = None
     first_cassandra_s: float | None = None
     try:
-        bootstrap = stack.bootstrap()
+        bootstrap = stack.bootstrap(args.startup_timeout if cluster else 60)
         assert stack.proc is not None
         mem = MemorySampler([stack.proc.pid]).start()
         stack.wait_display()
@@ -380,6 +381,7 @@ def analyse(spec: Run, listener: Listener, window: list[float], produced: dict[s
     mean_load = [round(sum(x[i] for x in loads) / len(loads), 2) for i in range(3)] if loads else None
     out: dict[str, Any] = {
         "engine": spec.engine, "run": spec.name, "cassandra": "on" if spec.cassandra else "off",
+        "cluster": bool(args.cluster) and spec.engine == "spark",
         "rate": args.rate, "trigger_s": args.trigger,
         "measured_s": args.seconds, "events": len(window), "produced": produced.get("acked"),
         **figures(disk),
@@ -503,6 +505,10 @@ def main() -> int:
                              "make run), without it (off), or both runs one after the other "
                              "(about 4 minutes more on 2 cores; what make bench runs); the "
                              "baseline runs without it")
+    parser.add_argument("--cluster", metavar="HOSTS", nargs="?", const="127.0.0.8,127.0.0.9,127.0.0.10",
+                        help="the Spark run on python -m stack --cluster (3 brokers, replication "
+                             "3, a Spark master with 2 workers, 3 Cassandra nodes) on these "
+                             "three loopback addresses (default 127.0.0.8-10)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 s warm-up, 15 s measured")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (logs)")
     args = parser.parse_args()
