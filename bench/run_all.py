@@ -36,11 +36,12 @@ from bench._common import PY, ROOT, emit, loadavg, machine, say, table
 
 BENCHMARKS = {
     "nginx_parse": (["bench/nginx_parse.py"], ["--repeat", "2", "--lines", "200000"]),
+    "records_codec": (["bench/records_codec.py"], ["--repeat", "2", "--records", "20000"]),
     # Both Spark runs, Cassandra on (as make run) and off: the off run adds about 4 minutes.
     "e2e_latency": (["bench/e2e_latency.py", "--cassandra", "both"], ["--quick"]),
     "throughput": (["bench/throughput.py"], ["--quick"]),
 }
-DEFAULT = ("nginx_parse", "e2e_latency", "throughput")
+DEFAULT = ("nginx_parse", "records_codec", "e2e_latency", "throughput")
 
 #: (key, label, target, met(value)) of the summary table: the targets of issue #22
 #: (benchmarks on these 2-core machines) and of issue #23 (Cassandra). The unprefixed
@@ -79,6 +80,8 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("cassandra_off_first_update_s", "make run -> first windowed update, CASSANDRA=off (s)",
      "<= 20", lambda v: v <= 20),
     ("nginx_lines_per_s", "NGINX parser (lines/s, one core)", ">= 200,000", lambda v: v >= 200_000),
+    ("records_encode_per_s", "VmstatSample records encoded (records/s, one core)", "-", None),
+    ("records_decode_per_s", "VmstatSample records decoded and checked (records/s)", "-", None),
     ("baseline_max_sustained_eps", "baseline max sustained (events/s)", "-", None),
     ("baseline_e2e_p50_s", "baseline latency p50 (s)", "-", None),
     ("latency_ratio_p50", "latency Spark / baseline (p50)", "-", None),

@@ -72,8 +72,7 @@ the format give :class:`Malformed` with the reason. Field rules:
   itself). With the default map, ``/=web`` catches every HTTP path.
 
 Speed: one compiled regex and one generated function per format, cached time
-conversion (a log's lines share their second), records built without the
-frozen dataclass's per-field ``__setattr__`` (2.8 against 1.3 us a record).
+conversion (a log's lines share their second), records built by msgspec's constructor.
 ``bench/nginx_parse.py`` measures it.
 """
 
@@ -87,7 +86,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from common.nginx_format import PRESETS, TIME_VARIABLES, LogFormat, check_usable, resolve
-from common.records import AccessRecord
+from common.records import AccessRecord, fields_of
 
 __all__ = [
     "FORMATS",
@@ -251,7 +250,7 @@ def parse_time_local(text: str) -> dt.datetime | None:
 
 
 #: Every AccessRecord field: the parser fills them all.
-PARSED_FIELDS = tuple(f.name for f in dataclasses.fields(AccessRecord))
+PARSED_FIELDS = tuple(fields_of(AccessRecord))
 
 
 # -- compiling a format
@@ -465,7 +464,7 @@ class AccessLogParser:
         self._match = self.pattern.fullmatch
         self.source = self._generate(slots)
         namespace: dict[str, Any] = {
-            "match": self._match, "Malformed": Malformed, "new": object.__new__,
+            "match": self._match, "Malformed": Malformed,
             "AccessRecord": AccessRecord, "unescape": unescape, "json_unescape": json_unescape,
             "split_request": split_request, "split_plain": _split_plain, "last": _last,
             "time_local": _utc_time, "time_iso8601": _iso_time, "msec": _msec_time,
@@ -582,10 +581,8 @@ class AccessLogParser:
         missing = set(PARSED_FIELDS) - set(values)
         if missing:  # pragma: no cover - common/records.py gained a field the parser ignores
             raise RuntimeError(f"AccessRecord fields {sorted(missing)} are not filled")
-        add("    record = new(AccessRecord)")
-        add("    record.__dict__.update(")
+        add("    return AccessRecord(")
         add(",\n".join(f"        {field}={values[field]}" for field in PARSED_FIELDS) + ")")
-        add("    return record")
         return "\n".join(lines) + "\n"
 
     def parse(self, line: str) -> AccessRecord | Malformed:

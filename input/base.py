@@ -66,7 +66,7 @@ class Counters:
 class Sink(Protocol):
     """Where a source's output goes: Kafka in production, a list in unit tests."""
 
-    def publish(self, topic: str, key: str | None, value: dict[str, Any]) -> None: ...
+    def publish(self, topic: str, key: str | None, record: Record) -> None: ...
 
     def dead_letter(self, source: str, reason: str, raw: bytes | str) -> None: ...
 
@@ -95,9 +95,8 @@ class KafkaSink:
         self._publisher = JsonPublisher(bootstrap, **producer_config)
         self._clock = clock
 
-    def publish(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
-        value["produced_at"] = format_time(self._clock())
-        self._publisher.publish(topic, value, key=key)
+    def publish(self, topic: str, key: str | None, record: Record) -> None:
+        self._publisher.publish(topic, record.encode(produced_at=self._clock()), key=key)
 
     def dead_letter(self, source: str, reason: str, raw: bytes | str) -> None:
         self._publisher.publish(
@@ -116,12 +115,13 @@ class ListSink:
     """Keeps everything in lists: for unit tests of sources, no broker needed."""
 
     def __init__(self) -> None:
+        #: (topic, key, the record's JSON values) of each record published
         self.published: list[tuple[str, str | None, dict[str, Any]]] = []
         self.dead: list[tuple[str, str, bytes | str]] = []
         self.flushes = 0
 
-    def publish(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
-        self.published.append((topic, key, value))
+    def publish(self, topic: str, key: str | None, record: Record) -> None:
+        self.published.append((topic, key, record.to_json()))
 
     def dead_letter(self, source: str, reason: str, raw: bytes | str) -> None:
         self.dead.append((source, reason, raw))
@@ -201,7 +201,7 @@ class Source(ABC):
                     self.counters.add(rejected=1)
                     log.warning("%s: rejected input (%s): %.200r", self.name, item.reason, item.raw)
                 else:
-                    sink.publish(self.topic.name, item.key(), item.to_json())
+                    sink.publish(self.topic.name, item.key(), item)
                     self.counters.add(sent=1)
                 if self._stop.is_set() or (self.count is not None and self.counters.seen >= self.count):
                     break

@@ -50,13 +50,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from buffer import topics
 from common.records import (
-    AccessRecord,
+    BY_TOPIC_ROLE,
     CaseReport,
-    CensusRow,
-    RandomNumber,
     Record,
     RecordError,
-    VmstatSample,
     format_time,
     from_json,
     utc_now,
@@ -65,7 +62,6 @@ from common.settings import Settings
 from input.base import Clock, Sink, dead_letter_value
 
 __all__ = [
-    "RECORD_TYPES",
     "AckingKafkaSink",
     "Ingest",
     "IngestConfigError",
@@ -78,15 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Record type of each topic role that can be ingested over HTTP.
-RECORD_TYPES: dict[str, type[Record]] = {
-    topics.CASES.role: CaseReport,
-    topics.RANDOM.role: RandomNumber,
-    topics.CENSUS.role: CensusRow,
-    topics.VMSTAT.role: VmstatSample,
-    topics.NGINX.role: AccessRecord,
-}
 
 #: How much of a rejected body the dead letter keeps (characters, or bytes if not UTF-8).
 DEAD_LETTER_RAW_CHARS = 2048
@@ -133,11 +120,11 @@ def routes_for(names: tuple[str, ...] | list[str]) -> dict[str, Route]:
             topic = topics.by_name(name)
         except KeyError as e:
             raise IngestConfigError(f"INGEST_TOPICS: {e.args[0]}") from None
-        record_type = RECORD_TYPES.get(topic.role)
+        record_type = BY_TOPIC_ROLE.get(topic.role)
         if record_type is None:
             raise IngestConfigError(
                 f"INGEST_TOPICS: topic {name} has no record type to validate against; "
-                f"ingestible: {', '.join(t.name for t in topics.ALL if t.role in RECORD_TYPES)}")
+                f"ingestible: {', '.join(t.name for t in topics.ALL if t.role in BY_TOPIC_ROLE)}")
         routes[name] = Route(topic.name, record_type)
     if not routes:
         raise IngestConfigError("INGEST_TOPICS is empty: the ingest would accept nothing")
@@ -234,7 +221,7 @@ class Ingest:
             self._reject(name, r, body, body_size)
             return STATUS[r.code], {"error": r.code, "reason": r.reason}
         try:
-            self.sink.publish(route.topic, record.key(), record.to_json())
+            self.sink.publish(route.topic, record.key(), record)
         except PUBLISH_ERRORS as e:
             with self._lock:
                 self._failed += 1
@@ -366,8 +353,7 @@ class AckingKafkaSink:
                     raise PublishError("the producer's queue stayed full") from None
                 producer.poll(0.05)
 
-    def publish(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
-        value["produced_at"] = format_time(self.clock())
+    def publish(self, topic: str, key: str | None, record: Record) -> None:
         done = threading.Event()
         outcome: list[Any] = []
 
@@ -376,7 +362,7 @@ class AckingKafkaSink:
             done.set()
 
         deadline = time.monotonic() + self.ack_timeout_s
-        self._produce(topic, self._dumps(value), key, on_delivery, deadline)
+        self._produce(topic, record.encode(produced_at=self.clock()), key, on_delivery, deadline)
         if not done.wait(self.ack_timeout_s + 5.0):
             raise PublishError(f"no delivery report from {topic} within {self.ack_timeout_s + 5} s")
         if outcome[0] is not None:

@@ -49,7 +49,6 @@ The modes (all subclasses of :class:`input.base.Source`):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -60,10 +59,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from buffer import topics
 from common.accesslog import AccessLogParser, Malformed, ServiceMap
 from common.nginx_format import LogFormat, LogFormatError
-from common.records import AccessRecord, utc_now
+from common.records import AccessRecord, Record, utc_now
 from common.settings import Settings
 from input.base import Clock, Counters, Rejected, Sink, Source
 from input.nginx_tail import FileTailer, Position, PositionStore
@@ -235,7 +236,7 @@ class NginxReplaySource(Source):
                     if delay > 0 and self._sleep(delay):
                         return first is not None
                 if base is not None:
-                    item = dataclasses.replace(
+                    item = msgspec.structs.replace(
                         item, event_time=base + dt.timedelta(seconds=elapsed / factor))
                 yield item
                 if self.stopping:
@@ -335,8 +336,8 @@ class PrintSink:
     def __init__(self, out: Any = None) -> None:
         self.out = out or sys.stdout
 
-    def publish(self, topic: str, key: str | None, value: dict[str, Any]) -> None:
-        self.out.write(json.dumps(value, ensure_ascii=False) + "\n")
+    def publish(self, topic: str, key: str | None, record: Record) -> None:
+        self.out.write(record.encode().decode() + "\n")
 
     def dead_letter(self, source: str, reason: str, raw: bytes | str) -> None:
         text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw

@@ -74,11 +74,12 @@ def _spark_type(hint: Any) -> tuple[DataType, bool]:
 
 
 def spark_schema(record_type: type[records.Record]) -> StructType:
-    """The Spark schema of a record type, derived from its dataclass fields."""
+    """The Spark schema of a record type, derived from its fields (``common.records``)."""
     fields = []
+    required = records.required_fields(record_type)
     for name, hint in records.fields_of(record_type).items():
         spark_type, nullable = _spark_type(hint)
-        fields.append(StructField(name, spark_type, nullable or name not in record_type.required))
+        fields.append(StructField(name, spark_type, nullable or name not in required))
     return StructType(fields)
 
 
@@ -104,6 +105,7 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
     kit's rates that fixed cost is nearly all of the cost.
     """
     schema = spark_schema(record_type)
+    required = records.required_fields(record_type)
     as_text = StructType([StructField(f.name, StringType(), True) for f in schema.fields]
                          + [StructField("produced_at", StringType(), True),
                             StructField("_corrupt", StringType(), True)])
@@ -129,7 +131,7 @@ def parse_records(kafka_rows: DataFrame, record_type: type[records.Record],
         if isinstance(f.dataType, TimestampType):
             value = F.when(raw.rlike(ISO_WITH_ZONE), value)
         columns.append(value.alias(f.name))
-        if f.name in record_type.required:
+        if f.name in required:
             checks.append(F.when(raw.isNull(), F.lit(f"field {f.name} is missing or null")))
         if isinstance(f.dataType, TimestampType):
             # As common.records.parse_time: ISO 8601 with a zone, nothing Spark would also guess at.

@@ -14,7 +14,7 @@ T = dt.datetime(2026, 11, 22, 5, 0, 0, 123000, tzinfo=dt.UTC)
 def test_round_trip() -> None:
     sample = VmstatSample(event_time=T, host="h1", cpu_user=12.5, load_1m=0.25)
     data = sample.to_json()
-    assert data["event_time"] == "2026-11-22T05:00:00.123Z"
+    assert data["event_time"] == "2026-11-22T05:00:00.123000Z"
     assert from_json(VmstatSample, data) == sample
 
 

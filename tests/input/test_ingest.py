@@ -72,7 +72,7 @@ def test_a_valid_case_is_published_whole_and_answered_202(
     assert response.status_code == 202
     assert response.json == {"accepted": True, "topic": "cases", "key": "Boston"}
     sink = app_and_sink[1]
-    assert sink.published == [("cases", "Boston", {**CASE, "event_time": "2026-11-22T05:59:58.250Z"})]
+    assert sink.published == [("cases", "Boston", {**CASE, "event_time": "2026-11-22T05:59:58.250000Z"})]
     assert from_json(CaseReport, sink.published[0][2]).age == 36
     assert ingest_of(app_and_sink[0]).accepted == 1 and sink.dead == []
 
@@ -95,11 +95,12 @@ def test_a_valid_case_is_published_whole_and_answered_202(
     ("/ingest/cases", [CASE], "application/json", 400, "schema",
      "not a valid CaseReport: expected a JSON object, got list"),
     ("/ingest/cases", {k: v for k, v in CASE.items() if k != "age"}, "application/json", 400,
-     "schema", "not a valid CaseReport: field age is missing or null"),
+     "schema", "not a valid CaseReport: field age is missing"),
     ("/ingest/cases", {**CASE, "age": "36"}, "application/json", 400, "schema",
-     "not a valid CaseReport: field age must be an integer, got '36'"),
+     "not a valid CaseReport: field age: expected int, got str"),
     ("/ingest/cases", {**CASE, "event_time": "2026-11-22T05:59:58"}, "application/json", 400,
-     "schema", "not a valid CaseReport: timestamp without a time zone: '2026-11-22T05:59:58'"),
+     "schema", "not a valid CaseReport: field event_time is not an ISO 8601 time with a zone: "
+     "Expected `datetime` with a timezone component"),
     ("/ingest/cases", {**CASE, "age": -1}, "application/json", 400, "schema",
      "not a valid CaseReport: field age must be between 0 and 150, got -1"),
     ("/ingest/cases", {**CASE, "location": " "}, "application/json", 400, "schema",

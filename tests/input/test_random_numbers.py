@@ -198,7 +198,7 @@ def test_default_partition_matches_the_kits_producer(bootstrap: str, new_topic: 
     keys = [f"producer-{i}" for i in range(30)]
     sink = KafkaSink(bootstrap)
     for key in keys:
-        sink.publish(topic, key, {"k": key})
+        sink.publish(topic, key, RandomNumber(event_time=T0, producer=key, seq=0, value=0.5))
     sink.close()
     records = read_topic(bootstrap, topic)
     assert len(records) == 30

@@ -178,7 +178,7 @@ def test_vmstat_source_samples_on_schedule_without_sleeping() -> None:
     sink = ListSink()
     assert source.run(sink).sent == 3
     assert [v["event_time"] for _, _, v in sink.published] == [
-        "2026-11-22T00:00:00.000Z", "2026-11-22T00:00:01.000Z", "2026-11-22T00:00:02.000Z"]
+        "2026-11-22T00:00:00Z", "2026-11-22T00:00:01Z", "2026-11-22T00:00:02Z"]
     assert all(key == "h" for _, key, _ in sink.published)
     assert slept == [1.0, 1.0]
 
