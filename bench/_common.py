@@ -31,7 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common.stats import percentile  # noqa: E402 - after the path that finds it
+from common import messages  # noqa: E402 - after the path that finds it
+from common.stats import percentile  # noqa: E402
 
 PY = sys.executable
 LOAD_SCRIPT = ROOT / "bench" / "_load.py"
@@ -507,14 +508,14 @@ class Health:
             for msg in self._consumer.consume(500, 0.2):
                 if msg.error() is not None or msg.value() is None:
                     continue
-                with contextlib.suppress(ValueError):
-                    value = json.loads(msg.value() or b"")
-                    if value.get("kind") == "ready":
-                        self.ready = list(value.get("queries") or [])
-                    elif value.get("kind") == "query_progress" and not value.get("idle"):
-                        with self._lock:
-                            self.progress.setdefault(str(value.get("query")), []).append(
-                                (time.monotonic(), value))
+                with contextlib.suppress(messages.MessageError):
+                    value = messages.decode_health(msg.value() or b"")
+                    if isinstance(value, messages.Ready):
+                        self.ready = list(value.queries)
+                    elif isinstance(value, messages.QueryProgress) and not value.idle:
+                        with self._lock:  # as JSON: the benchmarks print and save them
+                            self.progress.setdefault(value.query, []).append(
+                                (time.monotonic(), messages.to_json(value)))
 
     def latest(self, query: str) -> dict[str, Any] | None:
         with self._lock:
