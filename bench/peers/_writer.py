@@ -26,7 +26,8 @@ from typing import Any
 
 from buffer import kafka, topics
 from common import settings as settings_module
-from common.records import VmstatSample, format_time, utc_now
+from common.messages import QueryProgress
+from common.records import EPOCH, VmstatSample, format_time, utc_now
 from storage.base import ResultRow
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,8 @@ log = logging.getLogger(__name__)
 METRICS = VmstatSample.METRICS
 TUMBLING = "vmstat_tumbling"
 SLIDING = "vmstat_sliding"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def from_ms(ms: int | float) -> dt.datetime:
-    return _EPOCH + dt.timedelta(milliseconds=ms)
+    return EPOCH + dt.timedelta(milliseconds=ms)
 
 
 def kit_values(count: int, sums: Mapping[str, float], mins: Mapping[str, float | None],
@@ -131,15 +129,13 @@ class PeerWriter:
         self.writer.write(rows, self.batch_id, started, timing)
         self.rows_written += len(rows)
         elapsed = max(time.time() - started, 1e-6)
-        self.health.publish(topics.HEALTH.name, {
-            "kind": "query_progress", "component": self.engine, "app": self.engine,
-            "query": self.query, "batch_id": self.batch_id, "time": format_time(utc_now()),
-            "input_rows": input_rows, "processed_rate": round(input_rows / elapsed, 2),
-            "batch_ms": round(elapsed * 1000), "late_rows": 0, "malformed": 0,
-            "state_rows": len(rows),
-            "totals": {"input_rows": totals.input_rows, "late_rows": totals.late_rows,
-                       "malformed": totals.malformed, **totals.extra},
-        }, key=self.engine)
+        self.health.publish(topics.HEALTH.name, QueryProgress(
+            component=self.engine, app=self.engine, query=self.query, batch_id=self.batch_id,
+            time=format_time(utc_now()), input_rows=input_rows,
+            processed_rate=round(input_rows / elapsed, 2), batch_ms=round(elapsed * 1000),
+            state_rows=len(rows),
+            totals={"input_rows": totals.input_rows, "late_rows": totals.late_rows,
+                    "malformed": totals.malformed, **totals.extra}), key=self.engine)
         self.health.flush()
         self.batch_id += 1
         if time.monotonic() - self._last_log > 10:
