@@ -431,7 +431,7 @@ def wait_until_initialised(query: StreamingQuery, timeout_s: float = INITIALISE_
     (each query's reader was a Python process that Spark gave a fixed 10 s to connect back;
     a dozen at once failed on 2 cores). Spark's connector initialises in the JVM, so this
     wait now costs little and may no longer be needed: not yet measured on the new stack
-    (README, Benchmarks), so it stays until a figure says otherwise.
+    (docs/benchmark-history.md), so it stays until a figure says otherwise.
     """
     def initialised() -> bool:
         return not query.isActive or not str(query.status.get("message", "")).startswith(
