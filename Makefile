@@ -7,6 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 NPM_STAMP := display/node_modules/.setup-stamp
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.setup-stamp
 JARS   := jars
 JARS_STAMP := $(JARS)/.setup-stamp
 MVN    ?= mvn
@@ -34,7 +36,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest --fast -q
 
-bench: setup
+bench: setup $(PEERS_STAMP)
 	$(PY) bench/run_all.py
 
 lint: setup
@@ -59,6 +61,16 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The peers the benchmarks compare with (Quix Streams, Pathway; bench/peers/): their own
+# environment, as they pin confluent-kafka and pyarrow below the kit's; a .pth file lets
+# it import the kit's other packages from $(VENV), after its own. For `make bench` only.
+$(PEERS_STAMP): bench/peers/requirements.lock $(STAMP)
+	@echo "==> setting up $(PEERS_VENV) (Quix Streams and Pathway, for the benchmarks; about 1.6 GB)"
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -c 'import sysconfig; from pathlib import Path; kit = Path("$(VENV)").resolve() / Path(sysconfig.get_paths()["purelib"]).relative_to(sysconfig.get_paths()["data"]); (Path(sysconfig.get_paths()["purelib"]) / "zz-streamkit-venv.pth").write_text(f"import site; site.addsitedir({str(kit)!r})\n")'
+	$(PEERS_VENV)/bin/python -m pip install --quiet --progress-bar off -r bench/peers/requirements.lock
+	touch $(PEERS_STAMP)
+
 $(NPM_STAMP): display/package.json display/package-lock.json
 	@echo "==> installing front-end libraries (npm ci in display/)"
 	cd display && npm ci --no-audit --no-fund --loglevel=error
@@ -76,4 +88,4 @@ $(JARS_STAMP): queue/pom.xml
 	touch $(JARS_STAMP)
 
 clean:
-	rm -rf $(VENV) display/node_modules data $(JARS)
+	rm -rf $(VENV) $(PEERS_VENV) display/node_modules data $(JARS)

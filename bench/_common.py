@@ -31,11 +31,60 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common.stats import percentile  # noqa: E402 - after the path that finds it
+from common import messages  # noqa: E402 - after the path that finds it
+from common.stats import percentile  # noqa: E402
 
 PY = sys.executable
 LOAD_SCRIPT = ROOT / "bench" / "_load.py"
 BASELINE_SCRIPT = ROOT / "bench" / "baseline.py"
+#: The peers (issue #27): each a job of its own in ``.venv-peers`` (``make bench`` makes it).
+PEERS_PY = ROOT / ".venv-peers" / "bin" / "python"
+PEER_SCRIPTS = {"quix": ROOT / "bench" / "peers" / "quix_windows.py",
+                "pathway": ROOT / "bench" / "peers" / "pathway_windows.py"}
+#: Every engine of the host-metric windows, and the files of its job's own code.
+ENGINE_CODE = {"spark": [ROOT / "processing" / "vmstat_windows.py"],
+               "baseline": [BASELINE_SCRIPT],
+               **{name: [path, ROOT / "bench" / "peers" / "_writer.py"]
+                  for name, path in PEER_SCRIPTS.items()}}
+#: The kinds of process (:func:`_kind`) that are each engine itself.
+ENGINE_KINDS = {"spark": ("JVM", "Spark Python workers", "Spark driver (Python)"),
+                "baseline": ("baseline consumer",),
+                **{name: (f"peer job ({name})",) for name in PEER_SCRIPTS}}
+
+
+def engine_argv(engine: str) -> list[str]:
+    """How to start a plain (not Spark) engine's job: the baseline, or a peer's."""
+    if engine == "baseline":
+        return [PY, str(BASELINE_SCRIPT)]
+    if not PEERS_PY.exists():
+        raise RuntimeError(f"no {PEERS_PY}: `make bench` installs the peers "
+                           "(bench/peers/requirements.lock)")
+    return [str(PEERS_PY), str(PEER_SCRIPTS[engine])]
+
+
+def code_lines(paths: Sequence[Path]) -> int:
+    """Lines of code in ``paths``: not blank, not only a comment, not a docstring."""
+    import ast
+    import io
+    import tokenize
+
+    total = 0
+    for path in paths:
+        text = path.read_text()
+        docstrings: set[int] = set()
+        for node in ast.walk(ast.parse(text)):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                docstrings.update(range(body[0].lineno, (body[0].end_lineno or 0) + 1))
+        code: set[int] = set()
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
+                                tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+                code.update(range(tok.start[0], tok.end[0] + 1))
+        total += len(code - docstrings)
+    return total
 
 
 # -- output
@@ -466,14 +515,14 @@ class Health:
             for msg in self._consumer.consume(500, 0.2):
                 if msg.error() is not None or msg.value() is None:
                     continue
-                with contextlib.suppress(ValueError):
-                    value = json.loads(msg.value() or b"")
-                    if value.get("kind") == "ready":
-                        self.ready = list(value.get("queries") or [])
-                    elif value.get("kind") == "query_progress" and not value.get("idle"):
-                        with self._lock:
-                            self.progress.setdefault(str(value.get("query")), []).append(
-                                (time.monotonic(), value))
+                with contextlib.suppress(messages.MessageError):
+                    value = messages.decode_health(msg.value() or b"")
+                    if isinstance(value, messages.Ready):
+                        self.ready = list(value.queries)
+                    elif isinstance(value, messages.QueryProgress) and not value.idle:
+                        with self._lock:  # as JSON: the benchmarks print and save them
+                            self.progress.setdefault(value.query, []).append(
+                                (time.monotonic(), messages.to_json(value)))
 
     def latest(self, query: str) -> dict[str, Any] | None:
         with self._lock:
@@ -520,6 +569,9 @@ def _kind(cmdline: list[str]) -> str:
         return "display server"
     if "baseline.py" in text:
         return "baseline consumer"
+    for name, script in PEER_SCRIPTS.items():
+        if script.name in text:
+            return f"peer job ({name})"
     if "-m stack" in text:
         return "supervisor"
     if "nginx" in text:
@@ -617,6 +669,11 @@ class MemorySampler:
 
     def current_mib(self) -> float:
         return self.samples[-1][1] / 2**20 if self.samples else 0.0
+
+    def peak_pss_of(self, kinds: Sequence[str]) -> int | None:
+        """The highest PSS (MiB) the processes of ``kinds`` had together in one sample."""
+        totals = [sum(by_kind.get(k, 0) for k in kinds) for by_kind in self.pss_kinds]
+        return round(max(totals) / 2**20) if totals else None
 
     def report(self, start: float, end: float) -> dict[str, Any]:
         """Peak over everything sampled; steady = median within [start, end].

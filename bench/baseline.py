@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from buffer import kafka, topics
 from common import settings as settings_module
-from common.records import VmstatSample, format_time, utc_now
+from common.messages import QueryProgress
+from common.records import VmstatSample, format_time, from_micros, micros_of, utc_now
 from storage.base import ResultRow
 
 log = logging.getLogger("baseline")
@@ -55,18 +56,14 @@ log = logging.getLogger("baseline")
 METRICS = VmstatSample.METRICS
 QUERY = "vmstat_windows@baseline"
 _ISO_WITH_ZONE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 US = 1_000_000
 
 
 def _micros(text: str) -> int:
-    value = dt.datetime.fromisoformat(text)
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+    return micros_of(dt.datetime.fromisoformat(text))
 
 
-def _time(micros: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=micros)
+_time = from_micros
 
 
 class Pane:
@@ -305,13 +302,11 @@ class Baseline:
         for name, n in (("input_rows", rows), ("late_rows", late), ("malformed", malformed)):
             self.totals[name] += n
         elapsed = max(time.time() - started, 1e-6)
-        self.health.publish(topics.HEALTH.name, {
-            "kind": "query_progress", "component": "baseline", "app": "baseline",
-            "query": QUERY, "batch_id": batch_id, "time": format_time(utc_now()),
-            "input_rows": rows, "processed_rate": round(rows / elapsed, 2),
-            "batch_ms": round(elapsed * 1000), "late_rows": late, "malformed": malformed,
-            "state_rows": len(self.windows.panes), "totals": dict(self.totals),
-        }, key="baseline")
+        self.health.publish(topics.HEALTH.name, QueryProgress(
+            component="baseline", app="baseline", query=QUERY, batch_id=batch_id,
+            time=format_time(utc_now()), input_rows=rows, processed_rate=round(rows / elapsed, 2),
+            batch_ms=round(elapsed * 1000), late_rows=late, malformed=malformed,
+            state_rows=len(self.windows.panes), totals=dict(self.totals)), key="baseline")
         self.health.flush()
 
 

@@ -21,6 +21,9 @@ Cassandra is off, its own data directory, loopback only):
 2. **Baseline**: the same with ``python -m stack --no-spark`` (``CASSANDRA=off``: it does
    not use it) and ``bench/baseline.py`` (one plain Python consumer doing the same windows
    into the same store and results).
+3. **Peers** (issue #27): the same as the baseline with ``bench/peers/quix_windows.py``
+   (Quix Streams) or ``bench/peers/pathway_windows.py`` (Pathway) in its place, one at a
+   time, each in ``.venv-peers`` (``make bench`` installs it) and its own consumer group.
 
 Latency of an event = arrival at the client of the first ``vmstat_tumbling`` update whose
 batch included it, minus the event's produce time; measured the same way on /demo7 and
@@ -40,15 +43,17 @@ own client is not counted. CPU: the cores each kind of those processes used over
 measured minute, and the whole machine's (busy, and stolen by the hypervisor): a machine
 much busier than the stack means something else ran beside it.
 
-Run: ``.venv/bin/python bench/e2e_latency.py [--quick] [--only spark|baseline]
-[--cassandra on|off|both]``. Prints progress, then tables; the last line is one JSON
+Run: ``.venv/bin/python bench/e2e_latency.py [--quick] [--only ENGINE[,ENGINE]]
+[--cassandra on|off|both]`` (engines: spark, baseline, quix, pathway). Prints progress, then tables; the last line is one JSON
 object: for /demo7 (disk) ``e2e_p50_s``, ``e2e_p95_s``, ``stored_pushed_p50_s``,
 ``stored_pushed_p95_s``; for /demo8 (Cassandra) ``e2e_cassandra_p50_s``,
 ``e2e_cassandra_p95_s``, ``stored_pushed_cassandra_p50_s``, ``stored_pushed_cassandra_p95_s``,
 ``e2e_cassandra_minus_disk_p95_s``; ``raw_p95_ms``, ``peak_rss_mib``, ``peak_pss_mib`` (the
 whole stack, with Cassandra when ``cassandra`` is "on"), ``first_update_s``,
 ``first_update_cassandra_s``; the baseline's figures as ``baseline_*`` and
-``latency_ratio_p50`` = Spark / baseline.
+``latency_ratio_p50`` = Spark / baseline; each peer's as ``quix_*`` and ``pathway_*``, with
+``<engine>_engine_peak_pss_mib`` (the engine's own processes: for Spark, every query of the
+stack) and ``<engine>_job_lines`` (lines of its job's code).
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
-    BASELINE_SCRIPT,
-    PY,
+    ENGINE_CODE,
+    ENGINE_KINDS,
     ROOT,
     Listener,
     Load,
@@ -74,8 +79,10 @@ from bench._common import (
     Stack,
     Workspace,
     base_env,
+    code_lines,
     cpu_seconds,
     emit,
+    engine_argv,
     install_signal_handlers,
     loadavg,
     machine,
@@ -101,12 +108,12 @@ STAGES = ("produced -> broker", "broker -> foreachBatch", "foreachBatch -> store
 class Run:
     """One stack to measure: Spark or the baseline, with or without Cassandra."""
 
-    engine: str  # "spark" or "baseline"
+    engine: str  # "spark", "baseline", or a peer: "quix", "pathway"
     cassandra: bool
 
     @property
     def name(self) -> str:
-        if self.cassandra or self.engine == "baseline":  # the baseline never uses Cassandra
+        if self.cassandra or self.engine != "spark":  # the others never use Cassandra
             return self.engine
         return f"{self.engine}-cassandra-off"
 
@@ -194,14 +201,14 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         say(f"[{name}] broker {bootstrap}, display {stack.url}: client connected after "
             f"{time.time() - started_wall:.1f} s")
         if not spark:
-            baseline = ws.start([PY, str(BASELINE_SCRIPT)], "baseline.log",
+            baseline = ws.start(engine_argv(spec.engine), f"{spec.engine}.log",
                                 env=base_env(stack.data_dir, KAFKA_BOOTSTRAP_SERVERS=bootstrap,
                                              TRIGGER_SECONDS=str(args.trigger)))
             mem.add(baseline.pid)
 
         def first(demo: tuple[str, str]) -> float | None:
             if baseline is not None and baseline.poll() is not None:
-                raise RuntimeError(f"the baseline exited with {baseline.returncode}")
+                raise RuntimeError(f"the {spec.engine} job exited with {baseline.returncode}")
             ups = stream_updates(listener, demo) if listener else []
             return ups[0][0] if ups else None
 
@@ -306,6 +313,7 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         stack.stop()
     assert mem is not None and listener is not None
     memory = mem.report(measure_start, min(measure_end, steady_end))
+    memory["engine_peak_pss_mib"] = mem.peak_pss_of(ENGINE_KINDS[spec.engine])
     return analyse(spec, listener, window, produced, first_update_s, first_cassandra_s, memory,
                    loads, cpu_use(marks), args)
 
@@ -487,6 +495,10 @@ OFF_KEYS = ("e2e_p50_s", "e2e_p95_s", "raw_p95_ms", "peak_rss_mib", "steady_rss_
 BASELINE_KEYS = ("e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "raw_p50_ms", "raw_p95_ms",
                  "peak_rss_mib", "steady_rss_mib", "peak_pss_mib", "steady_pss_mib",
                  "first_update_s", "load_avg")
+#: Every plain engine's figures, kept as ``<engine>_<key>`` (the baseline's and the peers').
+ENGINE_KEYS = (*BASELINE_KEYS, "sliding_p50_s", "sliding_p95_s", "engine_peak_pss_mib",
+               "e2e_uncovered", "stack_cpu_cores", "cpu_cores_by_kind")
+PEERS = ("quix", "pathway")
 
 
 def main() -> int:
@@ -499,7 +511,8 @@ def main() -> int:
                              "compiler of a fresh JVM works for minutes)")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--startup-timeout", type=float, default=240.0)
-    parser.add_argument("--only", choices=("spark", "baseline"))
+    parser.add_argument("--only", help="comma-separated engines: spark, baseline, quix, pathway "
+                                       "(default: all, one at a time)")
     parser.add_argument("--cassandra", choices=("on", "off", "both"), default="on",
                         help="the Spark run with the stack's Cassandra node (on, the default, as "
                              "make run), without it (off), or both runs one after the other "
@@ -522,11 +535,14 @@ def main() -> int:
     make_s = make_overhead_s()
     specs = [Run("spark", on) for on in
              {"on": (True,), "off": (False,), "both": (True, False)}[args.cassandra]]
-    specs.append(Run("baseline", False))
+    specs += [Run(engine, False) for engine in ("baseline", *PEERS)]
+    only = set(args.only.split(",")) if args.only else None
+    if only and only - {"spark", "baseline", *PEERS}:
+        parser.error(f"unknown engines {sorted(only - {'spark', 'baseline', *PEERS})}")
     results: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     for spec in specs:
-        if args.only and spec.engine != args.only:
+        if only and spec.engine not in only:
             continue
         started = time.monotonic()
         with Workspace(f"e2e-{spec.name}", keep=args.keep) as ws:
@@ -557,6 +573,21 @@ def main() -> int:
         out["cassandra_off_run_seconds"] = round(seconds[off["run"]])
     if base:
         out.update({f"baseline_{k}": base[k] for k in BASELINE_KEYS})
+        out["baseline_engine_peak_pss_mib"] = base["engine_peak_pss_mib"]
+    if spark:
+        out["spark_engine_peak_pss_mib"] = spark["engine_peak_pss_mib"]
+    for peer in PEERS:
+        if peer in results:
+            out.update({f"{peer}_{k}": results[peer].get(k) for k in ENGINE_KEYS})
+    for engine in ("spark", "baseline", *PEERS):
+        out[f"{engine}_job_lines"] = code_lines(ENGINE_CODE[engine])
+    print()
+    print(table(["engine", "e2e p50 s", "e2e p95 s", "sliding p95 s", "engine peak PSS MiB",
+                 "job lines", "load avg (measured minute)"],
+                [(r["run"], r["e2e_p50_s"], r["e2e_p95_s"], r["sliding_p95_s"],
+                  r["engine_peak_pss_mib"], out[f"{r['engine']}_job_lines"],
+                  " ".join(str(x) for x in r["load_avg"] or []))
+                 for r in results.values()]))
     if spark and base and base["e2e_p50_s"] and spark["e2e_p50_s"] is not None:
         out["latency_ratio_p50"] = round(spark["e2e_p50_s"] / base["e2e_p50_s"], 2)
         out["latency_ratio_p95"] = round(spark["e2e_p95_s"] / base["e2e_p95_s"], 2)

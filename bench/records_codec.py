@@ -12,7 +12,7 @@ display server's feed) pays to read one back and check it. Cases, per record typ
 
 Records are msgspec Structs since issue #25. Before, they were frozen dataclasses with a
 hand-written check and ``json``: 36 us to encode and 71 us to decode a ``VmstatSample``
-(27,800 and 14,000 a second) on these machines; see README "Records on the wire".
+(27,800 and 14,000 a second) on these machines; see docs/sources.md "Records on the wire".
 
 Run: ``.venv/bin/python bench/records_codec.py [--records 100000] [--repeat 5]``. Prints a
 table; the last line is one JSON object (``records_encode_per_s``, ``records_decode_per_s``

@@ -3,7 +3,8 @@
 Each benchmark runs as its own process, one after another (they would disturb each
 other on 2 cores): ``nginx_parse.py`` (NGINX parser, one core), ``e2e_latency.py``
 (latency, start-up time and memory of the embedded stack, and of the baseline),
-``throughput.py`` (highest sustained rate of the windowed job, and of the baseline).
+``throughput.py`` (highest sustained rate of the windowed job, and of the baseline), both
+also for the peers of ``bench/peers/`` (Quix Streams, Pathway: issue #27).
 e2e_latency.py measures the stack as ``make run`` starts it, Cassandra node included
 (the same stream on /demo7, disk, and /demo8, Cassandra; the whole stack's memory), then
 once more with ``CASSANDRA=off`` (``cassandra_off_*``: what the node and its queries cost).
@@ -85,6 +86,13 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("baseline_e2e_p50_s", "baseline latency p50 (s)", "-", None),
     ("latency_ratio_p50", "latency Spark / baseline (p50)", "-", None),
     ("throughput_ratio", "throughput Spark / baseline", "-", None),
+    # The peers of issue #27 (bench/peers/): the same windows, store and measurement.
+    *[(f"{peer}_{key}", f"{label} ({name})", "-", None)
+      for peer, name in (("quix", "Quix Streams"), ("pathway", "Pathway"))
+      for key, label in (("e2e_p50_s", "latency p50 (s)"), ("e2e_p95_s", "latency p95 (s)"),
+                         ("max_sustained_eps", "max sustained (events/s)"),
+                         ("job_peak_pss_mib", "job's peak PSS alone (MiB)"),
+                         ("job_lines", "lines of the job"))],
 ]
 
 

@@ -14,7 +14,7 @@ Spark's ``noop`` sink:
 
 Batch mode, so this is the work per record of a micro-batch without the
 streaming overheads (Kafka source, state store, per-batch planning), which
-are most of the cost at the kit's rates: see the README's benchmark notes.
+are most of the cost at the kit's rates: see docs/benchmark-history.md.
 
 Run: ``.venv/bin/python bench/spark_parse.py [--rows N] [--repeat R]``. Prints a
 table; the last line is one JSON object (records/s per step).

@@ -6,7 +6,10 @@ consumer of the ``vmstat`` topic, as a user runs them:
 * ``spark``: ``python -m processing.vmstat_windows`` (one query: 10 s tumbling windows,
   and the 1 min sliding ones built from them, 1 s trigger, ``local[2]``), writing SQLite
   and ``results``;
-* ``baseline``: ``bench/baseline.py``, the same windows in one plain Python process.
+* ``baseline``: ``bench/baseline.py``, the same windows in one plain Python process;
+* ``quix`` and ``pathway`` (issue #27): ``bench/peers/quix_windows.py`` (Quix Streams) and
+  ``bench/peers/pathway_windows.py`` (Pathway), the same windows, store and results, each
+  in ``.venv-peers`` (``make bench`` installs it) and its own consumer group.
 
 Then steps of a fixed input rate (default 10k, 20k, 40k, 80k, 120k, 160k records/s: the
 target of issue #22 is 100,000/s), each from a load generator on the same 2 cores
@@ -38,10 +41,13 @@ step's backlog would distort it: with the default steps, 80k held and 120k faile
 when not even the first step holds, the rate is halved (down to 1,000/s) until one does
 (``--no-refine``: neither).
 
-Run: ``.venv/bin/python bench/throughput.py [--quick] [--engine spark|baseline|both]
-[--steps 10000,20000,...] [--producers N]``. Prints progress and a table per engine;
-the last line is one JSON object: ``max_sustained_eps``, ``baseline_max_sustained_eps``, ``throughput_ratio``
-and every step.
+Run: ``.venv/bin/python bench/throughput.py [--quick] [--engine ENGINE[,ENGINE]|both|all]
+[--steps 10000,20000,...] [--producers N]`` (engines: spark, baseline, quix, pathway; both:
+spark and baseline; all, the default: the four, one after the other). Prints progress and a
+table per engine; the last line is one JSON object: ``max_sustained_eps``,
+``baseline_max_sustained_eps``, ``quix_max_sustained_eps``, ``pathway_max_sustained_eps``,
+``throughput_ratio`` and every step, each step with the job's own peak PSS
+(``job_peak_pss_mib``, the broker not counted).
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
-    BASELINE_SCRIPT,
+    ENGINE_KINDS,
     PY,
     Health,
     Load,
@@ -65,6 +71,7 @@ from bench._common import (
     base_env,
     cpu_seconds,
     emit,
+    engine_argv,
     install_signal_handlers,
     loadavg,
     machine,
@@ -77,7 +84,7 @@ from bench._common import (
 )
 from buffer.broker import EmbeddedBroker
 
-BASELINE_QUERIES = ["vmstat_windows@baseline"]
+PEERS = ("quix", "pathway")
 HOSTS = 24  # distinct hosts (Kafka keys) of a step, whatever the number of generators
 SLOPE_LIMIT = 0.02  # lag may grow by at most 2% of the rate per second
 BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting (+ its trigger)
@@ -86,7 +93,7 @@ BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting (+ i
 def queries(engine: str) -> list[str]:
     """The names of the engine's queries (Spark: one per windowed stream with its own)."""
     if engine != "spark":
-        return BASELINE_QUERIES
+        return [f"vmstat_windows@{engine}"]
     from common import settings
     from processing.vmstat_windows import windowed_streams
 
@@ -108,13 +115,14 @@ class EngineRun:
         env = base_env(self.data_dir, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
                        TRIGGER_SECONDS=str(trigger))
         argv = ([PY, "-m", "processing.vmstat_windows"] if engine == "spark"
-                else [PY, str(BASELINE_SCRIPT)])
+                else engine_argv(engine))
         self.proc = ws.start(argv, f"{engine}-{run_no}.log", env=env)
         assert self.broker.pid is not None
         self.memory = MemorySampler([self.proc.pid, self.broker.pid]).start()
         self.queries = queries(engine)
         #: Seconds between a query's reads: it leaves up to that much input waiting by design.
-        self.triggers = {q: trigger if engine == "spark" else 0.0 for q in self.queries}
+        # (A peer reports its progress when it writes, every trigger: so much input waits.)
+        self.triggers = {q: 0.0 if engine == "baseline" else trigger for q in self.queries}
         self.steps_done = 0
 
     def check(self) -> None:
@@ -272,7 +280,8 @@ class EngineRun:
             "load_generators": len(load_cpus),
             "load_generator_cores_each": gen_cores,
             "generator_short": generator_short, "kept_up": kept_up,
-            "peak_rss_mib": memory["peak_rss_mib"],
+            "peak_rss_mib": memory["peak_rss_mib"], "peak_pss_mib": memory["peak_pss_mib"],
+            "job_peak_pss_mib": self.memory.peak_pss_of(ENGINE_KINDS[self.engine]),
             "load_avg": [round(sum(x[i] for x in loads) / len(loads), 2) for i in range(3)]
             if loads else None,
         }
@@ -345,18 +354,21 @@ def print_steps(engine: str, steps: list[dict[str, Any]]) -> None:
                      s["drain_s"], f"{s['stored']:,} / {s['produced']:,}",
                      sum(s["cores_used"].values()),
                      f"{s['load_generator_cores']} ({s['load_generators']})", s["peak_rss_mib"],
+                     s.get("job_peak_pss_mib"),
                      " ".join(str(x) for x in s["load_avg"] or []),
                      "yes" if s["held"] else f"no: {s['why_not']}"))
     print(f"\n{engine} (per query: " + " / ".join(queries(engine)) + ")")
     print(table(["step", "acked/s", "processed/s", "lag slope/s", "max lag", "batch ms p50",
                  "drain s", "stored / produced", "job+broker cores", "generator cores (procs)",
-                 "peak RSS MiB", "load avg", "held"], rows))
+                 "peak RSS MiB", "job peak PSS MiB", "load avg", "held"], rows))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", choices=("spark", "baseline", "both"), default="both")
+    parser.add_argument("--engine", default="all",
+                        help="spark, baseline, quix, pathway (comma-separated), both (spark and "
+                             "baseline) or all (default)")
     parser.add_argument("--steps", default="10000,20000,40000,80000,120000,160000")
     parser.add_argument("--producers", type=int, default=2,
                         help="load generator processes for a step above --split-above (default 2)")
@@ -385,15 +397,21 @@ def main() -> int:
     info = machine()
     say(f"machine: {info['cpu']}, {info['cores']} cores; each fresh job primed {args.prime:g} s "
         f"at 1,000/s; steps {args.steps}, {args.warmup:g} s warm-up + {args.seconds:g} s each")
-    engines = ["spark", "baseline"] if args.engine == "both" else [args.engine]
+    known = ["spark", "baseline", *PEERS]
+    engines = {"both": ["spark", "baseline"], "all": known}.get(
+        args.engine, args.engine.split(","))
+    if set(engines) - set(known):
+        parser.error(f"unknown engines {sorted(set(engines) - set(known))}")
     results = {engine: run_engine(engine, args) for engine in engines}
     out: dict[str, Any] = {"machine": info}
     for engine, steps in results.items():
         print_steps(engine, steps)
         held = [s["rate"] for s in steps if s["held"]]
-        key = "max_sustained_eps" if engine == "spark" else "baseline_max_sustained_eps"
+        key = "max_sustained_eps" if engine == "spark" else f"{engine}_max_sustained_eps"
         out[key] = max(held) if held else 0
-        out[f"{engine}_steps" if engine == "baseline" else "steps"] = steps
+        out["steps" if engine == "spark" else f"{engine}_steps"] = steps
+        pss = [s["job_peak_pss_mib"] for s in steps if s.get("job_peak_pss_mib")]
+        out[f"{engine}_job_peak_pss_mib"] = max(pss) if pss else None
     if "spark" in results and "baseline" in results and out["baseline_max_sustained_eps"]:
         out["throughput_ratio"] = round(out["max_sustained_eps"] / out["baseline_max_sustained_eps"], 2)
     for engine, steps in results.items():
@@ -409,8 +427,9 @@ def main() -> int:
     if "spark" in results:
         print(f"\nmax sustained (Spark job): {out['max_sustained_eps']:,}/s "
               f"(target >= 100,000/s: {'met' if out['max_sustained_eps'] >= 100_000 else 'not met'})")
-    if "baseline" in results:
-        print(f"max sustained (baseline): {out['baseline_max_sustained_eps']:,}/s")
+    for engine in results:
+        if engine != "spark":
+            print(f"max sustained ({engine}): {out[f'{engine}_max_sustained_eps']:,}/s")
     emit(out)
     return 0
 

@@ -49,7 +49,7 @@ class KafkaUnavailable(RuntimeError):
 
 #: How long a producer waits to fill a record batch. At the sources' low rates a record waits
 #: at most this long; ``flush()`` sends at once. Larger batches cost the broker and Spark's
-#: reads less per record (README, Benchmarks).
+#: reads less per record (docs/benchmark-history.md).
 LINGER_MS = 20
 
 

@@ -27,6 +27,7 @@ import msgspec
 
 __all__ = [
     "BY_TOPIC_ROLE",
+    "EPOCH",
     "AccessRecord",
     "CaseReport",
     "CensusRow",
@@ -36,6 +37,8 @@ __all__ = [
     "UtcTime",
     "VmstatSample",
     "decode",
+    "from_micros",
+    "micros_of",
     "fields_of",
     "format_time",
     "from_json",
@@ -53,6 +56,21 @@ UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 class RecordError(ValueError):
     """A decoded object is not a valid record; the message says which field and why."""
+
+
+#: The Unix epoch, timezone-aware: window maths and stores count microseconds from it.
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def micros_of(value: dt.datetime) -> int:
+    """Microseconds since :data:`EPOCH` of a timezone-aware time, exactly (no float)."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> dt.datetime:
+    """The UTC time ``micros`` microseconds after :data:`EPOCH`."""
+    return EPOCH + dt.timedelta(microseconds=int(micros))
 
 
 def utc_now() -> dt.datetime:
@@ -219,13 +237,18 @@ class VmstatSample(Record, frozen=True, kw_only=True):
     #: without ``-t`` arrived (vmstat printed no time).
     time_source: str | None = None
 
-    #: The metrics, in the order charts show them.
-    METRICS: ClassVar[tuple[str, ...]] = (
-        "cpu_user", "cpu_system", "cpu_idle", "cpu_iowait",
-        "mem_used", "mem_available", "mem_cached", "swap_used",
-        "disk_read_bps", "disk_write_bps", "net_in_bps", "net_out_bps",
-        "load_1m", "load_5m", "load_15m",
-    )
+    #: The metrics, in the order charts show them, with the label and unit pages show.
+    METRIC_LABELS: ClassVar[dict[str, tuple[str, str]]] = {
+        "cpu_user": ("CPU user", "%"), "cpu_system": ("CPU system", "%"),
+        "cpu_idle": ("CPU idle", "%"), "cpu_iowait": ("CPU iowait", "%"),
+        "mem_used": ("memory used", "bytes"), "mem_available": ("memory available", "bytes"),
+        "mem_cached": ("memory cache", "bytes"), "swap_used": ("swap used", "bytes"),
+        "disk_read_bps": ("disk read", "bytes/s"), "disk_write_bps": ("disk write", "bytes/s"),
+        "net_in_bps": ("network in", "bytes/s"), "net_out_bps": ("network out", "bytes/s"),
+        "load_1m": ("load 1 min", ""), "load_5m": ("load 5 min", ""),
+        "load_15m": ("load 15 min", ""),
+    }
+    METRICS: ClassVar[tuple[str, ...]] = tuple(METRIC_LABELS)
 
     def key(self) -> str:
         return self.host

@@ -222,7 +222,7 @@ class Settings:
         "OTHER_TRIGGER_SECONDS", "10", _non_negative_float,
         "Trigger interval of every streaming query but the host-metrics tumbling windows "
         "(TRIGGER_SECONDS): on 2 cores every micro-batch costs about a core-second, and at 5 s "
-        "the queries kept both cores busy (see README, Benchmarks).")
+        "the queries kept both cores busy (see docs/benchmark-history.md).")
     watermark_seconds: float = setting(
         "WATERMARK_SECONDS", "10", _non_negative_float,
         "How late an event may arrive (event time) and still be counted in its window.")

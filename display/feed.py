@@ -34,7 +34,7 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from buffer import kafka, topics
-from common import catalogue, records
+from common import catalogue, messages, records
 from common.records import format_time, utc_now
 from display.hub import Hub
 
@@ -52,8 +52,10 @@ RAW_TYPES = {getattr(topics, role.upper()).name: kind
 ALWAYS_FOLLOWED = (topics.RESULTS.name, topics.HEALTH.name, topics.DEAD_LETTERS.name)
 
 
-def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
-    """Send one poll's decoded messages (by topic) to the demos that show them."""
+def route(hub: Hub, batch: dict[str, list[Any]], emit: Emit) -> None:
+    """Send one poll's decoded messages (by topic) to the demos that show them: on
+    ``health`` a :data:`messages.HealthMessage`, on ``results`` a
+    :class:`messages.ResultsBatch`, on a raw topic the record's JSON object."""
     pushed_at = format_time(utc_now())
     for topic, values in batch.items():
         if topic == topics.HEALTH.name:
@@ -62,20 +64,13 @@ def route(hub: Hub, batch: dict[str, list[dict[str, Any]]], emit: Emit) -> None:
         elif topic == topics.DEAD_LETTERS.name:
             hub.on_dead_letter(len(values))
         elif topic == topics.RESULTS.name:
-            for value in values:
-                stream, store = value.get("stream"), value.get("store")
-                rows = value.get("rows") or []
-                if not isinstance(stream, str) or not isinstance(rows, list):
-                    log.warning("results message without stream/rows: %.200r", value)
-                    continue
-                timing = value.get("timing") if isinstance(value.get("timing"), dict) else {}
-                for demo in hub.on_results(stream, str(store), len(rows), timing, pushed_at,
-                                           value.get("stored_records"), value.get("query"),
-                                           value.get("batch_id")):
-                    emit("update", {"stream": stream, "store": store, "rows": rows,
-                                    "batch_id": value.get("batch_id"),
-                                    "written_at": value.get("written_at"),
-                                    "timing": timing, "pushed_at": pushed_at}, demo.namespace)
+            for result in values:
+                for demo in hub.on_results(result, pushed_at):
+                    emit("update", {"stream": result.stream, "store": result.store,
+                                    "rows": result.rows, "batch_id": result.batch_id,
+                                    "written_at": result.written_at,
+                                    "timing": result.timing, "pushed_at": pushed_at},
+                         demo.namespace)
         else:
             for demo in hub.on_raw(topic, values, pushed_at):
                 emit("update", {"topic": topic, "records": values, "pushed_at": pushed_at},
@@ -212,26 +207,32 @@ class KafkaFeed:
         self.hub.feed_error = errors[0] if errors else (
             None if self._following["always"] else "no topics yet")
 
-    def _dispatch(self, messages: list[Any]) -> None:
-        batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for msg in messages:
+    def _dispatch(self, polled: list[Any]) -> None:
+        batch: dict[str, list[Any]] = defaultdict(list)
+        for msg in polled:
             error = msg.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Kafka error: %s", error)
                 continue
             topic = msg.topic()
-            try:
-                value = json.loads(msg.value())
-                if not isinstance(value, dict):
-                    raise ValueError("not a JSON object")
-                if topic in RAW_TYPES and topic in RAW_TOPICS:
-                    records.from_json(RAW_TYPES[topic], value)  # RecordError is a ValueError
+            value: Any
+            try:  # MessageError and RecordError are ValueErrors
+                if topic == topics.HEALTH.name:
+                    value = messages.decode_health(msg.value() or b"")
+                elif topic == topics.RESULTS.name:
+                    value = messages.decode_results(msg.value() or b"")
+                else:
+                    value = json.loads(msg.value())
+                    if not isinstance(value, dict):
+                        raise ValueError("not a JSON object")
+                    if topic in RAW_TYPES and topic in RAW_TOPICS:
+                        records.from_json(RAW_TYPES[topic], value)
+                    value.setdefault("kafka_time", msg.timestamp()[1])
             except (TypeError, ValueError) as e:
                 self.hub.on_malformed()  # counted there, under the hub's lock
                 log.debug("malformed message on %s: %s", topic, e)
                 continue
-            value.setdefault("kafka_time", msg.timestamp()[1])
-            batch[msg.topic()].append(value)
+            batch[topic].append(value)
         if batch:
             route(self.hub, batch, self.emit)

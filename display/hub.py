@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import catalogue
+from common import catalogue, messages
 from display.health import StageLatency, accounting_rows, raw_stages, result_stages
 
 __all__ = ["Hub", "RateMeter"]
@@ -101,42 +101,44 @@ class Hub:
                     shown.append(state.demo)
         return shown
 
-    def on_results(self, stream: str, store: str, rows: int, timing: dict[str, Any] | None = None,
-                   pushed_at: str | None = None, stored_records: int | None = None,
-                   query: str | None = None, batch_id: int | None = None
+    def on_results(self, result: messages.ResultsBatch, pushed_at: str | None = None
                    ) -> list[catalogue.Demo]:
-        """A job pushed ``rows`` result rows of ``stream`` from ``store``; returns the demos."""
+        """A job pushed rows of a stream from a store; returns the demos that show them."""
         shown = []
+        stream, store = result.stream, result.store
         with self._lock:
-            if stored_records is not None:
-                entry = self._stored.setdefault((stream, store), {"query": query, "batches": {}})
+            if result.stored_records is not None:
+                entry = self._stored.setdefault((stream, store),
+                                                {"query": result.query, "batches": {}})
                 batches = entry["batches"]
-                if isinstance(batch_id, int):
-                    batches[batch_id] = int(stored_records)
+                if result.batch_id is not None:
+                    batches[result.batch_id] = result.stored_records
                     for old in sorted(batches)[:-50]:  # the last 50 batches are plenty
                         del batches[old]
-            stages = result_stages(timing or {}, pushed_at) if pushed_at else {}
+            stages = result_stages(result.timing, pushed_at) if pushed_at else {}
             for state in self._demos.values():
                 if stream in state.demo.streams and state.demo.store == store:
-                    state.rate.add(rows)
+                    state.rate.add(len(result.rows))
                     state.last_update = self._wall()
                     state.latency.add(stages)
                     shown.append(state.demo)
         return shown
 
-    def on_health(self, message: dict[str, Any]) -> None:
+    def on_health(self, message: messages.HealthMessage) -> None:
+        """Keep the latest report of each query, source and stage, as the JSON the index,
+        /api and /metrics show."""
         with self._lock:
-            kind = message.get("kind")
-            if kind == "query_progress" and message.get("query"):
-                self._queries[str(message["query"])] = message
-            elif kind == "query_terminated" and message.get("query"):
-                self.query_failures[str(message["query"])] += 1 if message.get("error") else 0
-            elif kind == "stack_stages" and isinstance(message.get("stages"), list):
-                self._stages = [dict(s) for s in message["stages"] if isinstance(s, dict)]
-            elif message.get("component") == "input" and message.get("source"):
-                self._sources[str(message["source"])] = message
-                self._source_seen[str(message["source"])] = self._wall()
-                self._source_reports.append(message)
+            if isinstance(message, messages.QueryProgress):
+                self._queries[message.query] = messages.to_json(message)
+            elif isinstance(message, messages.QueryTerminated):
+                self.query_failures[message.query] += 1 if message.error else 0
+            elif isinstance(message, messages.StackStages):
+                self._stages = [messages.to_json(s) for s in message.stages]
+            elif isinstance(message, messages.SourceProgress):
+                report = messages.to_json(message)
+                self._sources[message.source] = report
+                self._source_seen[message.source] = self._wall()
+                self._source_reports.append(report)
 
     def on_dead_letter(self, n: int = 1) -> None:
         with self._lock:

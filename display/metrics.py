@@ -54,8 +54,6 @@ class StatusCollector(Collector):
                                         "Rows that did not parse as their record type",
                                         labels=["query"])
         for name, q in sorted(status["queries"].items()):
-            if q.get("kind") != "query_progress":
-                continue
             if q.get("lag") is not None:
                 lag.add_metric([name], q["lag"])
             rate.add_metric([name], q.get("input_rate") or 0.0)

@@ -30,6 +30,7 @@ from flask import Flask, Response, abort, jsonify, render_template, send_from_di
 from flask_socketio import SocketIO
 
 from common import catalogue
+from common.records import VmstatSample
 from common.settings import Settings
 from display.hub import Hub
 from display.traffic import STREAM as TRAFFIC_STREAM
@@ -255,7 +256,9 @@ def _routes(app: Flask, display: Display) -> None:
             abort(404)
         return render_template([f"demo{number}.html", "demo_generic.html"], demo=demo,
                                demos=catalogue.DEMOS, unavailable=display.unavailable(demo),
-                               settings=display.settings)
+                               settings=display.settings,
+                               metric_labels=[[metric, label, unit] for metric, (label, unit)
+                                              in VmstatSample.METRIC_LABELS.items()])
 
     @app.get("/vendor/<name>")
     def vendor(name: str) -> Response:

@@ -18,6 +18,7 @@ from buffer import topics
 from buffer.kafka import JsonPublisher
 from common import cli
 from common import settings as settings_module
+from common.messages import SourceProgress
 from common.records import format_time, utc_now
 from common.settings import Settings
 from input.base import KafkaSink, Source
@@ -71,12 +72,10 @@ def report_health(sources: list[Source], publisher: JsonPublisher, stop: threadi
             total = counts["sent"] + counts["rejected"]
             rate = (total - seen) / max(now - then, 1e-6)
             last[source.name] = (now, total)
-            publisher.publish(topics.HEALTH.name, {
-                "kind": "source_progress", "component": "input", "source": source.name,
-                "topic": source.topic.name,
-                "sent": counts["sent"], "rejected": counts["rejected"], "rate": round(rate, 2),
-                "time": format_time(utc_now()),
-            }, key=source.name)
+            publisher.publish(topics.HEALTH.name, SourceProgress(
+                component="input", source=source.name, topic=source.topic.name,
+                sent=counts["sent"], rejected=counts["rejected"], rate=round(rate, 2),
+                time=format_time(utc_now())), key=source.name)
 
 
 def main(argv: list[str] | None = None) -> int:

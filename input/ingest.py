@@ -49,6 +49,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from buffer import topics
+from common.messages import SourceProgress
 from common.records import (
     BY_TOPIC_ROLE,
     CaseReport,
@@ -489,12 +490,11 @@ def _report_health(ingest: Ingest, bootstrap: str, stop: threading.Event,
             now, total = time.monotonic(), stats["accepted"] + stats["rejected"] + stats["failed"]
             rate = (total - last[1]) / max(now - last[0], 1e-6)
             last = (now, total)
-            publisher.publish(topics.HEALTH.name, {
-                "kind": "source_progress", "component": "input", "source": ingest.name,
-                "topic": ",".join(sorted({route.topic for route in ingest.routes.values()})),
-                "sent": stats["accepted"], "rejected": stats["rejected"], "failed": stats["failed"],
-                "rate": round(rate, 2), "time": stats["time"],
-            }, key=ingest.name)
+            publisher.publish(topics.HEALTH.name, SourceProgress(
+                component="input", source=ingest.name,
+                topic=",".join(sorted({route.topic for route in ingest.routes.values()})),
+                sent=stats["accepted"], rejected=stats["rejected"], failed=stats["failed"],
+                rate=round(rate, 2), time=stats["time"]), key=ingest.name)
             log.debug("ingest: %s", stats)
     finally:
         publisher.close()

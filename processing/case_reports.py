@@ -14,7 +14,7 @@ Two queries over the ``cases`` topic:
   (SLIDING_WINDOW_SECONDS every SLIDE_SECONDS, 1 min every 10 s; ``processing.panes``)
   and the rows of ``cases_latest`` (every case keyed by its id at its event time; the
   store's newest N are the last N cases). The latest cases were a query of their own
-  until each query's core-second per micro-batch on 2 cores (README, Benchmarks) made
+  until each query's core-second per micro-batch on 2 cores (docs/benchmark-history.md) made
   one fewer worth it; cases older than the watermark are now counted as late and are
   in neither stream (the running totals still count them).
 

@@ -15,9 +15,11 @@ from collections.abc import Collection
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 from pyspark.sql.streaming import StreamingQueryListener
 
 from buffer import topics
+from common.messages import Health, QueryProgress, QueryStarted, QueryTerminated, Ready
 from common.records import format_time, utc_now
 from common.waiting import DeadlineExceeded, eventually
 
@@ -53,7 +55,7 @@ def lag_of(source: dict[str, Any]) -> int | None:
     return lag
 
 
-def summarise_progress(progress: dict[str, Any], app: str) -> dict[str, Any]:
+def summarise_progress(progress: dict[str, Any], app: str) -> QueryProgress:
     """One health message from a query's progress JSON (a pure function; see the tests)."""
     sources = progress.get("sources") or []
     lags = [lag for lag in (lag_of(s) for s in sources) if lag is not None]
@@ -62,27 +64,25 @@ def summarise_progress(progress: dict[str, Any], app: str) -> dict[str, Any]:
         observed[name] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     malformed = sum(int(m.get("malformed") or 0) for m in observed.values())
     operators = progress.get("stateOperators") or []
-    return {
-        "kind": "query_progress",
-        "component": "processing",
-        "app": app,
-        "query": progress.get("name"),
-        "batch_id": progress.get("batchId"),
-        "time": progress.get("timestamp"),
-        "input_rows": sum(int(s.get("numInputRows") or 0) for s in sources),
-        "input_rate": round(sum(float(s.get("inputRowsPerSecond") or 0) for s in sources), 2),
-        "processed_rate": round(sum(float(s.get("processedRowsPerSecond") or 0) for s in sources), 2),
-        "batch_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
-        #: where the batch's time went (Spark's names: latestOffset, queryPlanning, addBatch, ...)
-        "stages_ms": {k: v for k, v in (progress.get("durationMs") or {}).items()
-                      if k != "triggerExecution" and isinstance(v, int | float)},
-        "lag": sum(lags) if lags else None,
-        "late_rows": sum(int(o.get("numRowsDroppedByWatermark") or 0) for o in operators),
-        "state_rows": sum(int(o.get("numRowsTotal") or 0) for o in operators),
-        "watermark": (progress.get("eventTime") or {}).get("watermark"),
-        "observed": observed,
-        "malformed": malformed,
-    }
+    return QueryProgress(
+        component="processing",
+        app=app,
+        query=str(progress.get("name")),
+        batch_id=progress.get("batchId"),
+        time=progress.get("timestamp"),
+        input_rows=sum(int(s.get("numInputRows") or 0) for s in sources),
+        input_rate=round(sum(float(s.get("inputRowsPerSecond") or 0) for s in sources), 2),
+        processed_rate=round(sum(float(s.get("processedRowsPerSecond") or 0) for s in sources), 2),
+        batch_ms=(progress.get("durationMs") or {}).get("triggerExecution"),
+        stages_ms={k: v for k, v in (progress.get("durationMs") or {}).items()
+                   if k != "triggerExecution" and isinstance(v, int | float)},
+        lag=sum(lags) if lags else None,
+        late_rows=sum(int(o.get("numRowsDroppedByWatermark") or 0) for o in operators),
+        state_rows=sum(int(o.get("numRowsTotal") or 0) for o in operators),
+        watermark=(progress.get("eventTime") or {}).get("watermark"),
+        observed=observed,
+        malformed=malformed,
+    )
 
 
 class _JsonEvents:
@@ -138,7 +138,7 @@ class HealthReporter(StreamingQueryListener):
             from buffer.kafka import JsonPublisher
 
             self._publisher = JsonPublisher(bootstrap)
-        self.last: dict[str, dict[str, Any]] = {}
+        self.last: dict[str, QueryProgress] = {}
         #: per query, since this application started: input, late and malformed rows
         self.totals: dict[str, dict[str, int]] = {}
         self._names: dict[str, str] = {}  # query id -> name (idle events carry only the id)
@@ -155,13 +155,12 @@ class HealthReporter(StreamingQueryListener):
             self._jlistener_obj = wrapper(_JsonEvents(self))
         return self._jlistener_obj
 
-    def _send(self, message: dict[str, Any]) -> None:
-        message.setdefault("app", self.app)
-        message.setdefault("published_at", format_time(utc_now()))
+    def _send(self, message: Health) -> None:
+        message = msgspec.structs.replace(message, app=message.app or self.app,
+                                          published_at=format_time(utc_now()))
         publisher = self._publisher
         if publisher is None and self._closed:
-            log.debug("health message after close not sent: %s %s", message.get("kind"),
-                      message.get("query"))
+            log.debug("health message after close not sent: %r", message)
         elif publisher is not None:
             try:
                 publisher.publish(topics.HEALTH.name, message, key=self.app)
@@ -169,31 +168,31 @@ class HealthReporter(StreamingQueryListener):
                 log.exception("publishing health failed")
 
     def announce_ready(self, queries: list[str]) -> None:
-        self._send({"kind": "ready", "component": "processing", "queries": queries})
+        self._send(Ready(component="processing", queries=list(queries)))
         if self._publisher is not None:
             self._publisher.flush()
 
     def onQueryStarted(self, event: Any) -> None:
         self._names[str(event.id)] = str(event.name)
-        self._send({"kind": "query_started", "component": "processing", "query": event.name})
+        self._send(QueryStarted(component="processing", query=str(event.name)))
 
     def onQueryProgress(self, event: Any) -> None:
         progress = json.loads(event.progress.json)
         summary = summarise_progress(progress, self.app)
-        self._names[str(progress.get("id"))] = str(summary["query"])
-        totals = self.totals.setdefault(str(summary["query"]),
+        self._names[str(progress.get("id"))] = summary.query
+        totals = self.totals.setdefault(summary.query,
                                         {"input_rows": 0, "late_rows": 0, "malformed": 0})
-        totals["input_rows"] += summary["input_rows"]
-        totals["late_rows"] += summary["late_rows"]
-        totals["malformed"] += summary["malformed"]
-        summary["totals"] = dict(totals)
-        self.last[str(summary["query"])] = summary
+        totals["input_rows"] += summary.input_rows
+        totals["late_rows"] += summary.late_rows
+        totals["malformed"] += summary.malformed
+        summary.totals = dict(totals)
+        self.last[summary.query] = summary
         self._send(summary)
         now = time.monotonic()
         if now - self._last_log > 30:
             self._last_log = now
             log.info("progress: %s", "; ".join(
-                f"{q}: {s['input_rate']}/s in, lag {s['lag']}, batch {s['batch_ms']} ms"
+                f"{q}: {s.input_rate}/s in, lag {s.lag}, batch {s.batch_ms} ms"
                 for q, s in sorted(self.last.items())))
 
     def onQueryIdle(self, event: Any) -> None:
@@ -202,17 +201,17 @@ class HealthReporter(StreamingQueryListener):
         now = time.monotonic()
         if name in self.last and now - self._idle_sent.get(name, 0.0) >= 5:
             self._idle_sent[name] = now
-            idle = dict(self.last[name], kind="query_progress", input_rows=0, input_rate=0.0,
-                        processed_rate=0.0, idle=True)
-            idle["totals"] = dict(self.totals.get(name, {}))
-            idle["time"] = format_time(utc_now())
+            idle = msgspec.structs.replace(
+                self.last[name], input_rows=0, input_rate=0.0, processed_rate=0.0, idle=True,
+                totals=dict(self.totals.get(name, {})), time=format_time(utc_now()))
             self.last[name] = idle
             self._send(idle)
 
     def onQueryTerminated(self, event: Any) -> None:
         name = self._names.get(str(event.id), str(event.id))
-        self._send({"kind": "query_terminated", "component": "processing",
-                    "query": name, "error": event.exception})
+        error = event.exception
+        self._send(QueryTerminated(component="processing", query=name,
+                                   error=None if error is None else str(error)))
         self.terminated.add(name)
 
     def close(self, wait_for: Collection[str] = (), timeout_s: float = 5.0) -> None:

@@ -45,7 +45,7 @@ STREAMING_JOBS: tuple[str, ...] = (
     "vmstat_windows", "random_stats", "nginx_traffic", "case_reports", "archive")
 #: Jobs triggered every TRIGGER_SECONDS; the others every OTHER_TRIGGER_SECONDS (a dozen
 #: queries at 1 s on 2 cores made every batch wait 10 s for a task slot, measured in CI;
-#: at 5 s the host-metrics batches took 6.6 s, at 10 s 0.75 s: README, Benchmarks).
+#: at 5 s the host-metrics batches took 6.6 s, at 10 s 0.75 s: docs/benchmark-history.md).
 FAST_TRIGGER_JOBS: tuple[str, ...] = ("vmstat_windows",)
 #: Batch jobs ``python -m processing`` runs once after the streaming queries started.
 BATCH_JOBS: tuple[str, ...] = ("census_stats",)

@@ -5,7 +5,7 @@ Cassandra) is computed once: one Spark query, whose ``foreachBatch`` writes the 
 its primary store (the disk) and, at the same time, to the mirror (Cassandra). A second
 query for the copy would read the topic and aggregate the windows a second time; on the
 2-core machines of the benchmarks that doubled Spark's work on the 1 s host-metrics path
-and tripled its end-to-end latency (README, Benchmarks).
+and tripled its end-to-end latency (docs/benchmark-history.md).
 
 The primary store stays the query's store: its batch fails (and Spark retries it) when the
 primary fails, never because of the mirror, so the disk demos keep running while

@@ -15,11 +15,11 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from common.records import EPOCH
 from storage.base import ResultRow
 
 __all__ = ["PanedSliding", "StoreRange", "sliding_rows", "sliding_starts"]
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: Stored rows of a stream whose window starts in [start, end): (stream, start, end) -> rows.
 StoreRange = Callable[[str, dt.datetime, dt.datetime], list[ResultRow]]

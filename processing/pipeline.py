@@ -41,6 +41,7 @@ from pyspark.sql.types import (
 
 from buffer import topics
 from common import records
+from common.messages import ResultsBatch
 from common.settings import Settings
 from common.waiting import DeadlineExceeded, eventually
 from processing.mirror import Mirror
@@ -177,11 +178,7 @@ def window_columns(window: str = "window") -> list[Column]:
     ]
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def from_micros(micros: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=int(micros))
+from_micros = records.from_micros  # the jobs' windows arrive as microseconds (see below)
 
 
 class BatchInterrupted(RuntimeError):
@@ -302,7 +299,7 @@ class ResultWriter:
 
     def __init__(self, stream: str, to_rows: RowsFn, open_store: Callable[[], Any],
                  bootstrap: str | None, ttl: dt.timedelta | None = None,
-                 publish: Callable[[dict[str, Any]], None] | None = None,
+                 publish: Callable[[ResultsBatch], None] | None = None,
                  ledger: Ledger | None = None, mirrors: Sequence[Mirror] = ()) -> None:
         self.stream = stream
         #: Copies of every batch in other stores, written after this store (processing.mirror).
@@ -326,7 +323,7 @@ class ResultWriter:
             self._store = self._open_store()
         return self._store
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: ResultsBatch) -> None:
         if self._publish is not None:
             self._publish(message)
             return
@@ -336,7 +333,7 @@ class ResultWriter:
             from buffer.kafka import JsonPublisher
 
             self._publisher = JsonPublisher(self._bootstrap)
-        self._publisher.publish(topics.RESULTS.name, message, key=message["stream"])
+        self._publisher.publish(topics.RESULTS.name, message, key=message.stream)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
@@ -392,17 +389,10 @@ class ResultWriter:
                 dt.datetime.fromtimestamp(started, dt.UTC))
         stages["written_at"] = written
         for stream, payload in by_stream.items():
-            self._send({
-                "stream": stream,
-                "store": kind,
-                "query": self.query,
-                "batch_id": batch_id,
-                "written_at": written,
-                "batch_seconds": round(time.time() - (started or time.time()), 3),
-                "timing": stages,
-                "stored_records": self.ledger.total(kind, stream),
-                "rows": payload,
-            })
+            self._send(ResultsBatch(
+                stream=stream, store=kind, query=self.query, batch_id=batch_id,
+                written_at=written, batch_seconds=round(time.time() - (started or time.time()), 3),
+                timing=stages, stored_records=self.ledger.total(kind, stream), rows=payload))
 
 
 def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], None],
@@ -441,7 +431,7 @@ def wait_until_initialised(query: StreamingQuery, timeout_s: float = INITIALISE_
     (each query's reader was a Python process that Spark gave a fixed 10 s to connect back;
     a dozen at once failed on 2 cores). Spark's connector initialises in the JVM, so this
     wait now costs little and may no longer be needed: not yet measured on the new stack
-    (README, Benchmarks), so it stays until a figure says otherwise.
+    (docs/benchmark-history.md), so it stays until a figure says otherwise.
     """
     def initialised() -> bool:
         return not query.isActive or not str(query.status.get("message", "")).startswith(

@@ -4,7 +4,7 @@ Every job reads Kafka with Spark's own connector (``format("kafka")``), the same
 code under ``make run``, ``spark-submit`` and compose. Its jars come from Maven
 Central (``queue/pom.xml``; ``make setup`` puts them in ``jars/spark/``):
 :func:`session` adds them to ``spark.jars`` when it starts the JVM itself; under
-``spark-submit`` pass them with ``--jars`` (README, "Spark jobs alone").
+``spark-submit`` pass them with ``--jars`` (docs/processing.md).
 """
 
 from __future__ import annotations

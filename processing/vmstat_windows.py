@@ -10,7 +10,7 @@ SLIDE_SECONDS, 1 min every 10 s) are built from the tumbling ones, which serve a
 panes: each batch's writer merges, for every sliding window that contains a changed
 tumbling window, its panes from the batch and the store (``processing.panes``). A
 second Spark query over the same topic cost a core-second per micro-batch and
-expanded every record into 6 windows (see README, "Where a micro-batch goes").
+expanded every record into 6 windows (see docs/benchmark-history.md, "Where a micro-batch goes").
 
 Run alone::
 

@@ -22,7 +22,6 @@ or an environment variable (``DISPLAY_PORT=8080 make run``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -31,10 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from buffer import topics
-from common import cli
+from common import cli, messages
 from common import settings as settings_module
 from common.jvm import JvmError
+from common.records import format_time, utc_now
 from common.settings import Settings
 from stack.supervisor import Child, GaveUp, Supervisor, become_subreaper
 
@@ -101,8 +103,8 @@ class HealthWatcher:
         probe.close()
         self.ready_queries: list[str] | None = None
         self.first_query: str | None = None  # the first query Spark started
-        self.queries: dict[str, dict[str, Any]] = {}
-        self.sources: dict[str, dict[str, Any]] = {}
+        self.queries: dict[str, messages.QueryProgress] = {}
+        self.sources: dict[str, messages.SourceProgress] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="health")
         self._thread.start()
@@ -113,25 +115,25 @@ class HealthWatcher:
             if msg is None or msg.error() or msg.value() is None:
                 continue
             try:
-                value = json.loads(msg.value() or b"")
-            except ValueError:
+                value = messages.decode_health(msg.value() or b"")
+            except messages.MessageError as e:
+                log.debug("%s", e)
                 continue
-            kind = value.get("kind")
-            if kind == "ready":
-                self.ready_queries = list(value.get("queries") or [])
-            elif kind == "query_started" and self.first_query is None:
-                self.first_query = str(value.get("query"))
-            elif kind == "query_progress":
-                self.queries[str(value.get("query"))] = value
-            elif kind == "source_progress":
-                self.sources[str(value.get("source"))] = value
+            if isinstance(value, messages.Ready):
+                self.ready_queries = list(value.queries)
+            elif isinstance(value, messages.QueryStarted) and self.first_query is None:
+                self.first_query = value.query
+            elif isinstance(value, messages.QueryProgress):
+                self.queries[value.query] = value
+            elif isinstance(value, messages.SourceProgress):
+                self.sources[value.source] = value
 
     def summary(self) -> str:
-        rate_in = sum(float(s.get("rate") or 0) for s in self.sources.values())
-        lag = sum(int(q.get("lag") or 0) for q in self.queries.values())
-        late = sum(int(q.get("late_rows") or 0) for q in self.queries.values())
-        batch = max((int(q.get("batch_ms") or 0) for q in self.queries.values()), default=0)
-        rejected = sum(int(s.get("rejected") or 0) for s in self.sources.values())
+        rate_in = sum(s.rate for s in self.sources.values())
+        lag = sum(q.lag or 0 for q in self.queries.values())
+        late = sum(q.late_rows for q in self.queries.values())
+        batch = max((q.batch_ms or 0 for q in self.queries.values()), default=0)
+        rejected = sum(s.rejected for s in self.sources.values())
         return (f"sources {rate_in:,.0f} rec/s (rejected {rejected}) | {len(self.queries)} queries, "
                 f"lag {lag:,}, slowest batch {batch} ms, late rows {late}")
 
@@ -158,15 +160,13 @@ class StagePublisher:
         self._last = 0.0
 
     def publish(self, states: list[dict[str, Any]], changed: bool = False) -> None:
-        import datetime as dt
-
         now = time.monotonic()
         if not changed and now - self._last < self.EVERY_S:
             return
         self._last = now
-        self._publisher.publish(topics.HEALTH.name, {
-            "kind": "stack_stages", "component": "stack",
-            "time": dt.datetime.now(dt.UTC).isoformat(), "stages": states})
+        self._publisher.publish(topics.HEALTH.name, messages.StackStages(
+            component="stack", time=format_time(utc_now()),
+            stages=msgspec.convert(states, list[messages.StageState])))
 
     def close(self) -> None:
         try:

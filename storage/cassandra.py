@@ -167,6 +167,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.records import EPOCH, micros_of
 from storage.base import ResultRow, StoreError, StoreUnavailable, require_utc
 
 if TYPE_CHECKING:
@@ -189,7 +190,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DAY = dt.date(1970, 1, 1)
 
 #: Cassandra's largest TTL (20 years), in seconds.
@@ -197,7 +197,7 @@ MAX_TTL_S = 20 * 365 * 86_400
 #: The latest expiry Cassandra 4.x and 5.0 (``storage_compatibility_mode: CASSANDRA_4``)
 #: accept: ``2**31 - 2`` seconds after the epoch (``Cell.MAX_DELETION_TIME``).
 MAX_EXPIRY_S = 2**31 - 2
-MAX_EXPIRY = _EPOCH + dt.timedelta(seconds=MAX_EXPIRY_S)
+MAX_EXPIRY = EPOCH + dt.timedelta(seconds=MAX_EXPIRY_S)
 #: Allowance for a server clock ahead of the store's in :func:`check_ttl`.
 CLOCK_SKEW_S = 3_600
 #: How much longer a day's index entry lives than the rows it points at.
@@ -248,16 +248,12 @@ def day_of(value: dt.datetime) -> dt.date:
 
 def to_millis(value: dt.datetime) -> int:
     """Milliseconds since the epoch (floor), as CQL ``timestamp`` stores them."""
-    delta = require_utc(value, "a window time") - _EPOCH
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return micros // 1000
+    return micros_of(require_utc(value, "a window time")) // 1000
 
 
 def ceil_millis(value: dt.datetime) -> int:
     """Milliseconds since the epoch, rounded up: ``ms >= ceil_millis(t)`` iff ``ms >= t``."""
-    delta = require_utc(value, "a range bound") - _EPOCH
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return -(-micros // 1000)
+    return -(-micros_of(require_utc(value, "a range bound")) // 1000)
 
 
 def from_driver_time(value: dt.datetime) -> dt.datetime:

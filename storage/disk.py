@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.records import from_micros, micros_of
 from storage.base import ResultRow, StoreError, require_utc
 
 __all__ = ["DiskStore"]
@@ -42,16 +43,11 @@ CREATE INDEX IF NOT EXISTS results_by_time ON results (stream, window_start DESC
 CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires_at) WHERE expires_at IS NOT NULL;
 """
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def _micros(value: dt.datetime) -> int:
-    delta = require_utc(value, "a window time") - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micros_of(require_utc(value, "a window time"))
 
 
-def _time(micros: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=micros)
+_time = from_micros
 
 
 class DiskStore:

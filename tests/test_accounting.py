@@ -20,6 +20,7 @@ import pytest
 from buffer import kafka
 from buffer.broker import EmbeddedBroker
 from common import settings
+from common.messages import QueryProgress
 from input.base import KafkaSink
 from input.random_numbers import RandomSource
 from processing import random_stats
@@ -50,7 +51,7 @@ def test_published_equals_stored_plus_late_plus_malformed(spark: Any, tmp_path: 
                                      "WATERMARK_SECONDS": "5", "WINDOW_SECONDS": "10"})
         ctx = JobContext(spark, cfg, broker.bootstrap, sink="disk", starting_offsets="earliest",
                          available_now=True)
-        progress: list[dict[str, Any]] = []
+        progress: list[QueryProgress] = []
 
         def run() -> None:
             for query in random_stats.start(spark, ctx):
@@ -73,9 +74,9 @@ def test_published_equals_stored_plus_late_plus_malformed(spark: Any, tmp_path: 
             ctx.close()
 
         stored = ctx.ledger.total("disk", "random_stats")
-        late_groups = sum(p["late_rows"] for p in progress)
-        malformed = sum(p["malformed"] for p in progress)
-        read = sum(p["input_rows"] for p in progress)
+        late_groups = sum(p.late_rows for p in progress)
+        malformed = sum(p.malformed for p in progress)
+        read = sum(p.input_rows for p in progress)
         in_store = sum(r.values["count"] for r in DiskStore(cfg.sqlite_path).latest("random_stats", 1000))
     assert published == 1050
     assert read == published + 3  # every record in the topic was read: nothing in flight

@@ -9,6 +9,7 @@ from common import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = {path.name: path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))}
 
 
 def test_readme_demo_table_matches_the_catalogue() -> None:
@@ -30,7 +31,21 @@ def test_every_setting_named_in_the_readme_exists() -> None:
     from common import settings
 
     names = {settings.env_name(f) for f in settings._FIELDS}
-    for name in re.findall(r"`([A-Z][A-Z_]{3,})`", README):
+    for name in re.findall(r"`([A-Z][A-Z_]{3,})`", "\n".join([README, *DOCS.values()])):
         if name.endswith("_S") or name in names:
             continue
         assert name in names, name
+
+
+def test_the_readme_stays_short_and_links_every_doc() -> None:
+    """The README is what a newcomer reads first; reference and history live in docs/."""
+    assert len(README.splitlines()) <= 250
+    for name in DOCS:
+        assert f"(docs/{name})" in README, f"docs/{name} is not linked from the README"
+
+
+def test_relative_links_in_the_docs_point_at_files() -> None:
+    for name, text in {"README.md": README, **{f"docs/{n}": t for n, t in DOCS.items()}}.items():
+        base = (ROOT / name).parent
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (base / target).exists(), f"{name} links to {target}, which does not exist"

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from common.messages import ResultsBatch, SourceProgress
+
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "artifacts" / "screenshots"
 
 CHROMIUM_ARGS = [
@@ -101,15 +103,13 @@ class LiveServer:
 
         if store == "disk":
             self.seed(rows)  # what the job does before it pushes
-        route(self.display.hub, {"results": [{"stream": stream, "store": store, "rows": rows,
-                                              "batch_id": 1, "written_at": None}]},
-              self.display.emit)
+        route(self.display.hub, {"results": [ResultsBatch(stream=stream, store=store, rows=rows,
+                                                          batch_id=1)]}, self.display.emit)
 
     def report_source(self, source: str, topic: str, rate: float) -> None:
         """A source's progress report, as the health topic brings it."""
-        self.display.hub.on_health({"kind": "source_progress", "component": "input",
-                                    "source": source, "topic": topic, "sent": 1, "rejected": 0,
-                                    "rate": rate})
+        self.display.hub.on_health(SourceProgress(component="input", source=source,
+                                                  topic=topic, sent=1, rejected=0, rate=rate))
 
     def push_records(self, topic: str, records: list[dict[str, Any]]) -> None:
         from display.feed import route

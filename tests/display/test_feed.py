@@ -14,6 +14,7 @@ import pytest
 from buffer import kafka, topics
 from buffer.broker import EmbeddedBroker
 from common import catalogue
+from common.messages import SourceProgress
 from common.records import VmstatSample
 from common.waiting import eventually
 from display.feed import KafkaFeed
@@ -50,8 +51,8 @@ def test_a_raw_topic_is_followed_from_its_end_while_a_page_is_open(bootstrap: st
                 for r in data.get("records", [])}
 
     def health_probe(name: str) -> None:
-        publisher.publish(topics.HEALTH.name, {"kind": "source_progress", "component": "input",
-                                               "source": name, "topic": "none", "rate": 0})
+        publisher.publish(topics.HEALTH.name, SourceProgress(component="input", source=name,
+                                                             topic="none", sent=0, rejected=0))
         publisher.flush()
         eventually(lambda: name in hub.status(lambda d: None)["sources"], 20,
                    f"health report {name} through the feed")
@@ -78,6 +79,13 @@ def test_a_raw_topic_is_followed_from_its_end_while_a_page_is_open(bootstrap: st
         publisher.flush()
         health_probe(f"probe-{tag}")  # the always-followed topics still flow ...
         assert f"closed-{tag}" not in hosts_pushed()  # ... the raw one does not
+        # A health or results message not of its type is counted, and the feed goes on.
+        before = hub.malformed
+        publisher.publish(topics.HEALTH.name, {"kind": "source_progress", "source": "x"})
+        publisher.publish(topics.RESULTS.name, {"stream": "vmstat_tumbling", "rows": "none"})
+        publisher.flush()
+        eventually(lambda: hub.malformed == before + 2, 20, "two malformed messages counted")
+        health_probe(f"after-{tag}")
     finally:
         feed.stop()
         publisher.close()

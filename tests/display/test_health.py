@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from common import settings
+from common.messages import QueryProgress, ResultsBatch, SourceProgress
 from display.feed import route
 from display.health import StageLatency, accounting_rows, percentile, raw_stages, result_stages
 from display.hub import Hub
@@ -82,13 +83,13 @@ def test_status_and_metrics_after_pushed_results(tmp_path: Path) -> None:
     app, socketio, _ = create_app(cfg, stores={"disk": store}, hub=hub, start_feed=False)
     emitted: list[Any] = []
     route(hub, {
-        "results": [{"stream": "vmstat_tumbling", "store": "disk", "rows": [], "timing": TIMING,
-                     "stored_records": 42, "query": "vmstat_tumbling@disk", "batch_id": 4}],
-        "health": [{"kind": "query_progress", "component": "processing", "batch_id": 4,
-                    "query": "vmstat_tumbling@disk", "lag": 0, "input_rate": 1.0, "batch_ms": 800,
-                    "totals": {"input_rows": 42, "late_rows": 0, "malformed": 0}},
-                   {"kind": "source_progress", "component": "input", "source": "vmstat",
-                    "topic": "vmstat", "sent": 42, "rejected": 0, "rate": 1.0}],
+        "results": [ResultsBatch(stream="vmstat_tumbling", store="disk", rows=[], timing=TIMING,
+                                 stored_records=42, query="vmstat_tumbling@disk", batch_id=4)],
+        "health": [QueryProgress(component="processing", batch_id=4,
+                                 query="vmstat_tumbling@disk", lag=0, input_rate=1.0, batch_ms=800,
+                                 totals={"input_rows": 42, "late_rows": 0, "malformed": 0}),
+                   SourceProgress(component="input", source="vmstat", topic="vmstat", sent=42,
+                                  rejected=0, rate=1.0)],
     }, lambda *a: emitted.append(a))
     status = app.test_client().get("/api/status").get_json()
     demo7 = next(d for d in status["demos"] if d["number"] == 7)

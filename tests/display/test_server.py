@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common import catalogue, settings
+from common.messages import ResultsBatch, SourceProgress
+from common.records import VmstatSample
 from display.feed import route
 from display.hub import Hub
 from display.server import create_app
@@ -63,6 +67,18 @@ def test_every_demo_page_renders(app_parts: Any) -> None:
     assert client.get("/demo99").status_code == 404
 
 
+def test_the_host_metric_pages_take_labels_and_units_from_the_record_type(app_parts: Any) -> None:
+    app, _, _ = app_parts
+    for number in (7, 8):
+        page = app.test_client().get(f"/demo{number}").get_data(as_text=True)
+        found = re.search(r'<script id="metric-labels" type="application/json">(.*?)</script>',
+                          page, re.S)
+        assert found, f"/demo{number} has no metric labels"
+        labels = json.loads(found.group(1))
+        assert [m for m, _, _ in labels] == list(VmstatSample.METRICS)
+        assert labels[0] == ["cpu_user", *VmstatSample.METRIC_LABELS["cpu_user"]]
+
+
 def test_a_result_demo_gets_history_from_the_store_then_updates(app_parts: Any, store: DiskStore) -> None:
     app, socketio, hub = app_parts
     store.upsert([ResultRow("vmstat_tumbling", "h", T0, T0 + dt.timedelta(seconds=10), {"count": 3})])
@@ -73,12 +89,13 @@ def test_a_result_demo_gets_history_from_the_store_then_updates(app_parts: Any, 
     assert history["streams"]["vmstat_sliding"] == []
 
     row = ResultRow("vmstat_tumbling", "h", T0, T0 + dt.timedelta(seconds=10), {"count": 4}).to_json()
-    route(hub, {"results": [{"stream": "vmstat_tumbling", "store": "disk", "rows": [row]}]},
+    route(hub, {"results": [ResultsBatch(stream="vmstat_tumbling", store="disk", rows=[row])]},
           lambda event, data, ns: socketio.emit(event, data, namespace=ns))
     [(name, update)] = received(client, "/demo7")
     assert name == "update" and update["rows"][0]["values"] == {"count": 4}
     # The same stream from another store goes to the other store's demo only.
-    route(hub, {"results": [{"stream": "vmstat_tumbling", "store": "cassandra", "rows": [row]}]},
+    route(hub, {"results": [ResultsBatch(stream="vmstat_tumbling", store="cassandra",
+                                         rows=[row])]},
           lambda event, data, ns: socketio.emit(event, data, namespace=ns))
     assert received(client, "/demo7") == []
 
@@ -132,10 +149,10 @@ def test_a_raw_topic_is_followed_while_a_page_shows_it(app_parts: Any) -> None:
 
 def test_an_unwatched_raw_demo_shows_its_sources_rate(app_parts: Any) -> None:
     _, _, hub = app_parts
-    hub.on_health({"kind": "source_progress", "component": "input", "source": "vmstat",
-                   "topic": "vmstat", "sent": 50, "rejected": 0, "rate": 2.5})
-    hub.on_health({"kind": "source_progress", "component": "input", "source": "ingest",
-                   "topic": "cases,nginx", "sent": 9, "rejected": 0, "rate": 4.0})
+    hub.on_health(SourceProgress(component="input", source="vmstat", topic="vmstat", sent=50,
+                                 rejected=0, rate=2.5))
+    hub.on_health(SourceProgress(component="input", source="ingest", topic="cases,nginx",
+                                 sent=9, rejected=0, rate=4.0))
     by_number = {d["number"]: d for d in hub.status(lambda d: None)["demos"]}
     assert (by_number[1]["rate"], by_number[1]["live"], by_number[1]["followed"]) == (2.5, True, False)
     assert by_number[2]["rate"] == 0 and not by_number[2]["live"]  # random: no report

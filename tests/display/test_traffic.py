@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from common import settings
+from common.messages import ResultsBatch
 from common.records import format_time
 from common.vizceral import INTERNET
 from display.feed import route
@@ -157,13 +158,14 @@ def test_demo9_gets_history_then_the_graph_then_both_on_each_update(app_parts: A
     assert graph["complete"] and graph["window_start"] == format_time(T0)
     assert entry_metrics(graph)["normal"] == 10.0
 
-    route(display.hub, {"results": [{"stream": "nginx_edges", "store": "disk",
-                                     "rows": [row(2, requests=300, errors=30)]}]}, display.emit)
+    route(display.hub, {"results": [ResultsBatch(stream="nginx_edges", store="disk",
+                                                 rows=[row(2, requests=300, errors=30)])]},
+          display.emit)
     events = received(client, "/demo9")
     assert [name for name, _ in events] == ["update", "graph"]
     assert events[1][1]["window_start"] == format_time(T0 + dt.timedelta(seconds=10))
     # Other streams and other demos get no graph.
-    route(display.hub, {"results": [{"stream": "vmstat_tumbling", "store": "disk", "rows": []}]},
+    route(display.hub, {"results": [ResultsBatch(stream="vmstat_tumbling", store="disk", rows=[])]},
           display.emit)
     assert received(client, "/demo9") == []
 

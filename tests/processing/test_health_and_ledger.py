@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from buffer import kafka
+from common import messages
 from processing.health import lag_of, summarise_progress
 from processing.pipeline import Ledger
 from storage.base import ResultRow
@@ -24,9 +26,11 @@ def test_summary_of_a_progress_report() -> None:
         "eventTime": {"watermark": "2026-11-22T00:00:00.000Z"},
     }
     s = summarise_progress(progress, "app")
-    assert (s["query"], s["batch_id"], s["input_rows"], s["batch_ms"]) == ("vmstat_tumbling@disk", 7, 10, 812)
-    assert (s["lag"], s["late_rows"], s["malformed"], s["state_rows"]) == (4, 2, 1, 30)
-    assert s["stages_ms"] == {"latestOffset": 101, "addBatch": 640, "queryPlanning": 50}
+    assert (s.query, s.batch_id, s.input_rows, s.batch_ms) == ("vmstat_tumbling@disk", 7, 10, 812)
+    assert (s.lag, s.late_rows, s.malformed, s.state_rows) == (4, 2, 1, 30)
+    assert s.stages_ms == {"latestOffset": 101, "addBatch": 640, "queryPlanning": 50}
+    # what the display server reads back is what was sent
+    assert messages.decode_health(kafka.dumps(s)) == s
 
 
 def test_lag_is_unknown_without_a_latest_offset() -> None:

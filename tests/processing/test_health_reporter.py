@@ -66,8 +66,8 @@ def test_progress_reaches_the_reporter_as_json_with_observed_metrics(
         spark.streams.removeListener(reporter)
     assert isinstance(reporter._jlistener_obj, JavaObject)
     last = reporter.last[name]
-    assert last["query"] == name and last["batch_id"] >= 0
-    assert last["observed"]["seen"]["rows"] == last["input_rows"]
+    assert last.query == name and last.batch_id is not None and last.batch_id >= 0
+    assert last.observed["seen"]["rows"] == last.input_rows
     assert reporter.terminated == {name}
 
 
@@ -79,4 +79,4 @@ def test_an_event_after_the_close_is_dropped_with_a_debug_line(
     with caplog.at_level(logging.DEBUG, logger="processing.health"):
         reporter.onQueryTerminated(SimpleNamespace(id="late", exception=None))
     assert [r.levelname for r in caplog.records] == ["DEBUG"]
-    assert "after close not sent: query_terminated late" in caplog.text
+    assert "after close not sent: QueryTerminated(" in caplog.text and "query='late'" in caplog.text

@@ -1,14 +1,9 @@
 /* /demo7 (disk) and /demo8 (Cassandra): host metrics per event-time window, from Spark. */
 (function () {
   "use strict";
-  const METRICS = {
-    cpu_user: ["CPU user", "%"], cpu_system: ["CPU system", "%"], cpu_idle: ["CPU idle", "%"],
-    cpu_iowait: ["CPU iowait", "%"], mem_used: ["memory used", "bytes"],
-    mem_available: ["memory available", "bytes"], mem_cached: ["memory cache", "bytes"],
-    swap_used: ["swap used", "bytes"], disk_read_bps: ["disk read", "bytes/s"],
-    disk_write_bps: ["disk write", "bytes/s"], net_in_bps: ["network in", "bytes/s"],
-    net_out_bps: ["network out", "bytes/s"], load_1m: ["load 1 min", ""],
-  };
+  // metric -> [label, unit], in chart order, from the server (common/records.py VmstatSample)
+  const METRICS = Object.fromEntries(JSON.parse(document.getElementById("metric-labels").textContent)
+    .map(([id, label, unit]) => [id, [label, unit]]));
   const STREAMS = ["vmstat_tumbling", "vmstat_sliding"];
   const LIMIT = 180; // windows kept per stream and host
   const rows = new Map(); // stream -> Map(key|window_start -> row)
