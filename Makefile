@@ -13,7 +13,7 @@ JARS   := jars
 JARS_STAMP := $(JARS)/.setup-stamp
 MVN    ?= mvn
 
-.PHONY: run cluster test test-fast setup jars check-tools bench lint clean help
+.PHONY: run cluster test test-fast setup jars check-tools bench lint screenshots clean help
 
 help:
 	@echo "make run    set up, then run the whole stream on this machine (Ctrl-C stops it)"
@@ -22,10 +22,14 @@ help:
 	@echo "make test-fast  only the tests that start nothing (no broker, Spark, browser): seconds"
 	@echo "make bench  set up, then run every benchmark in bench/"
 	@echo "make lint   ruff and mypy"
+	@echo "make screenshots  the README's pictures, from a real run (docs/images/)"
 	@echo "make clean  remove the virtual environment, node modules and data/"
 
 run: setup
 	$(PY) -m stack
+
+screenshots: setup
+	$(PY) docs/screenshots.py
 
 cluster: setup
 	$(PY) -m stack --cluster
