@@ -72,6 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     ENGINE_CODE,
     ENGINE_KINDS,
+    PEER_SCRIPTS,
     ROOT,
     Listener,
     Load,
@@ -498,7 +499,7 @@ BASELINE_KEYS = ("e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "raw_p50_ms", "raw_p95_m
 #: Every plain engine's figures, kept as ``<engine>_<key>`` (the baseline's and the peers').
 ENGINE_KEYS = (*BASELINE_KEYS, "sliding_p50_s", "sliding_p95_s", "engine_peak_pss_mib",
                "e2e_uncovered", "stack_cpu_cores", "cpu_cores_by_kind")
-PEERS = ("quix", "pathway")
+PEERS = tuple(PEER_SCRIPTS)
 
 
 def main() -> int:

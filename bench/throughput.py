@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     ENGINE_KINDS,
+    PEER_SCRIPTS,
     PY,
     Health,
     Load,
@@ -84,7 +85,7 @@ from bench._common import (
 )
 from buffer.broker import EmbeddedBroker
 
-PEERS = ("quix", "pathway")
+PEERS = tuple(PEER_SCRIPTS)
 HOSTS = 24  # distinct hosts (Kafka keys) of a step, whatever the number of generators
 SLOPE_LIMIT = 0.02  # lag may grow by at most 2% of the rate per second
 BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting (+ its trigger)

@@ -16,13 +16,13 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["JvmError", "JvmProcess", "classpath", "free_port", "java_command", "log_tail",
-           "port_is_taken"]
+__all__ = ["JvmError", "JvmProcess", "classpath", "free_port", "free_port_on_every",
+           "java_command", "log_tail", "port_is_taken"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_on_every(hosts: Sequence[str]) -> int:
+    """A port free now on every one of ``hosts`` (nodes of a cluster on loopback aliases,
+    each binding the same port on its own address)."""
+    for _ in range(50):
+        port = free_port(hosts[0])
+        if not any(port_is_taken(h, port) for h in hosts[1:]):
+            return port
+    raise OSError(f"no port free on every one of {', '.join(hosts)}")
 
 
 def port_is_taken(host: str, port: int) -> bool:

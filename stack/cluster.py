@@ -33,7 +33,7 @@ from typing import Any
 
 from buffer import cluster as kafka_cluster
 from buffer import kafka
-from common.jvm import free_port, port_is_taken
+from common.jvm import free_port_on_every, port_is_taken
 from common.settings import Settings, load
 from processing import standalone
 from stack.supervisor import Child, Supervisor
@@ -71,17 +71,6 @@ class Node:
     answers: Callable[[], bool]
 
 
-def _port_free_everywhere(hosts: tuple[str, ...], port: int) -> int:
-    """``port`` if set (each node binds it on its own address), else one free on every host."""
-    if port:
-        return port
-    for _ in range(50):
-        candidate = free_port(hosts[0])
-        if not any(port_is_taken(h, candidate) for h in hosts[1:]):
-            return candidate
-    raise OSError(f"no port free on every one of {', '.join(hosts)}")
-
-
 class Cluster:
     """The nodes of the three engines, planned from the settings, run by ``supervisor``."""
 
@@ -96,7 +85,7 @@ class Cluster:
         data, logs = settings.data_dir.resolve() / "cluster", settings.log_dir
         self.kafka = kafka_cluster.plan(self.hosts, data / "kafka", logs, settings.broker_port,
                                         settings.jars_dir, settings.broker_heap)
-        cql_port = _port_free_everywhere(self.hosts, settings.cassandra_port)
+        cql_port = settings.cassandra_port or free_port_on_every(self.hosts)
         self.cassandra = cassandra_cluster.plan(
             self.hosts, data / "cassandra", logs, cql_port, settings.jars_dir,
             settings.cassandra_heap, settings.cassandra_ready_timeout_s)

@@ -23,8 +23,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.jvm import free_port, port_is_taken
-from storage.cassandra_node import CassandraNode, node_config
+from common.jvm import free_port_on_every, port_is_taken
+from storage.cassandra_node import CassandraNode, node_config, previous_storage_port
 
 __all__ = ["CassandraClusterNode", "plan", "tokens"]
 
@@ -70,25 +70,13 @@ class CassandraClusterNode(CassandraNode):
         return argv
 
 
-def _previous_port(config: Path) -> int | None:
-    try:
-        match = re.search(r"^storage_port: (\d+)$", config.read_text(), re.M)
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
-
-
 def _storage_port(hosts: Sequence[str], first_config: Path) -> int:
     """One inter-node port free on every address; the one of the last start if still free
     (the nodes know each other by address and port in their system tables)."""
-    previous = _previous_port(first_config)
+    previous = previous_storage_port(first_config)
     if previous and not any(port_is_taken(h, previous) for h in hosts):
         return previous
-    for _ in range(50):
-        port = free_port(hosts[0])
-        if not any(port_is_taken(h, port) for h in hosts[1:]):
-            return port
-    raise OSError(f"no port free on every one of {', '.join(hosts)}")
+    return free_port_on_every(hosts)
 
 
 def plan(hosts: Sequence[str], data_dir: Path, log_dir: Path, port: int,

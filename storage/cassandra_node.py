@@ -131,7 +131,7 @@ def node_config(host: str, native_port: int, storage_port: int, data_dir: Path) 
     return "\n".join(lines)
 
 
-def _previous_storage_port(config: Path) -> int | None:
+def previous_storage_port(config: Path) -> int | None:
     """The storage port of the last start (kept: the node's address in its own tables)."""
     try:
         match = re.search(r"^storage_port: (\d+)$", config.read_text(), re.M)
@@ -219,7 +219,7 @@ class CassandraNode(JvmProcess):
                 f"picks one), or set CASSANDRA_HOSTS={self.host} CASSANDRA_PORT={self.port} "
                 "to use that server")
         if self.storage_port == 0:
-            previous = _previous_storage_port(self.config_path)
+            previous = previous_storage_port(self.config_path)
             usable = previous is not None and previous != self.port and not port_is_taken(
                 self.host, previous)
             self.storage_port = previous if usable and previous else free_port(self.host)

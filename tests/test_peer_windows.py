@@ -24,14 +24,12 @@ from typing import Any
 
 import pytest
 
+from bench._common import PEER_SCRIPTS, PEERS_PY, engine_argv
 from bench.baseline import Windows, parse
 from buffer import kafka
 from common.records import VmstatSample, format_time, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
-JOBS = {"quix": ROOT / "bench" / "peers" / "quix_windows.py",
-        "pathway": ROOT / "bench" / "peers" / "pathway_windows.py"}
 HOSTS = ("peer-a", "peer-b", "peer-c")
 
 
@@ -93,11 +91,11 @@ def eventually(condition: Callable[[], bool], timeout_s: float, what: str,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", sorted(JOBS))
+@pytest.mark.parametrize("engine", sorted(PEER_SCRIPTS))
 def test_peer_stores_the_baselines_rows(engine: str, bootstrap: str,
                                         new_topic: Callable[[int], str], tmp_path: Path) -> None:
-    if not PEERS_PYTHON.exists():
-        pytest.skip(f"no {PEERS_PYTHON}: `make bench` installs the peers (bench/peers/requirements.lock)")
+    if not PEERS_PY.exists():
+        pytest.skip(f"no {PEERS_PY}: `make bench` installs the peers (bench/peers/requirements.lock)")
     topic = new_topic(3)
     values = records()
     producer = kafka.producer(bootstrap)
@@ -112,7 +110,7 @@ def test_peer_stores_the_baselines_rows(engine: str, bootstrap: str,
     env.update(DATA_DIR=str(tmp_path), LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(PEERS_PYTHON), str(JOBS[engine]), "--kafka-bootstrap-servers", bootstrap,
+            [*engine_argv(engine), "--kafka-bootstrap-servers", bootstrap,
              "--topic", topic, "--group", f"test-{uuid.uuid4().hex[:8]}",
              "--trigger-seconds", "0.5"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
