@@ -74,6 +74,8 @@ class Mirror:
         self._open_failures = 0
         self._next_open = 0.0
         self._open_error: Exception | None = None
+        self._opener: threading.Thread | None = None
+        self._closed = False
         #: Rows copied by catch-ups so far (for logs and tests).
         self.caught_up_rows = 0
 
@@ -159,8 +161,9 @@ class Mirror:
             raise error
         if not self._opening and self._clock() >= self._next_open:
             self._opening = True
-            threading.Thread(target=self._open_in_background, daemon=True,
-                             name=f"open-{self.kind}-copy").start()
+            self._opener = threading.Thread(target=self._open_in_background, daemon=True,
+                                            name=f"open-{self.kind}-copy")
+            self._opener.start()
         return None
 
     def _open_in_background(self) -> None:
@@ -175,7 +178,11 @@ class Mirror:
         except Exception as e:  # noqa: BLE001 - not an outage: the next batch fails with it
             self._open_error = e
         else:
-            self._store = store
+            with self._lock:
+                if self._closed:  # closed while it was opening: nobody will use it
+                    store.close()
+                    return
+                self._store = store
             log.info("the %s copy's store is open", self.kind)
         finally:
             self._opening = False
@@ -198,10 +205,20 @@ class Mirror:
     def store(self) -> Any:
         return self._store
 
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the mirror's store; an opening still under way is waited for (``timeout``
+        seconds at most) and the store it opens is closed, not kept."""
+        with self._lock:
+            self._closed = True
+            store, self._store = self._store, None
+            opener = self._opener
+        if store is not None:
+            store.close()
+        if opener is not None and opener is not threading.current_thread():
+            opener.join(timeout)
+            if opener.is_alive():
+                log.warning("the %s copy's store was still opening after %.0f s; left to it",
+                            self.kind, timeout)
 
 
 def _remaining(ttl: dt.timedelta | None, rows: Sequence[ResultRow]) -> dt.timedelta | None:

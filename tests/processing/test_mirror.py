@@ -31,6 +31,7 @@ class Switch:
         self.down = False
         self.broken = False
         self.kind = "cassandra"
+        self.closed = False
 
     def upsert(self, rows: Sequence[ResultRow], ttl: dt.timedelta | None = None) -> None:
         if self.down:
@@ -38,6 +39,9 @@ class Switch:
         if self.broken:
             raise StoreError("a broken request (test)")
         self.store.upsert(rows, ttl=ttl)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class Clock:
@@ -83,6 +87,7 @@ def parts(tmp_path: Path) -> Any:
         return on.write(batch, TTL, primary, before, recorded.extend)
 
     yield primary, copy, switch, clock, mirror, write, recorded, behind
+    mirror.close()
     primary.close()
     copy.close()
 
@@ -161,3 +166,31 @@ def test_a_copy_that_is_not_open_yet_never_holds_up_the_batch_and_catches_up(
     assert mirror.write([window(1, 1)], TTL, primary, before, lambda _rows: None)
     assert rows_of(copy) == rows_of(primary) and len(rows_of(copy)) == 2
     assert not behind.exists()
+
+
+def test_closing_while_the_store_opens_waits_for_it_and_closes_what_it_opened(
+        tmp_path: Path) -> None:
+    """No opener thread outlives close(): it would log after its owner is gone and leave a
+    session to the store open."""
+    import threading
+
+    release, started = threading.Event(), threading.Event()
+    switch = Switch(DiskStore(tmp_path / "copy.sqlite3"))
+
+    def open_store() -> Switch:
+        started.set()
+        release.wait(10)
+        return switch
+
+    mirror = Mirror("cassandra", open_store, tmp_path / "behind.json")
+    assert mirror._opened() is None
+    assert started.wait(10)
+    closer = threading.Thread(target=mirror.close)
+    closer.start()
+    eventually(lambda: mirror._closed, 10, "close() to begin")
+    assert closer.is_alive()  # waits for the opening under way
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive() and mirror._opener is not None
+    assert not mirror._opener.is_alive()
+    assert switch.closed and mirror.store is None
