@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import os
 import subprocess
 import sys
 import time
@@ -390,7 +391,11 @@ def analyse(spec: Run, listener: Listener, window: list[float], produced: dict[s
     mean_load = [round(sum(x[i] for x in loads) / len(loads), 2) for i in range(3)] if loads else None
     out: dict[str, Any] = {
         "engine": spec.engine, "run": spec.name, "cassandra": "on" if spec.cassandra else "off",
-        "cluster": bool(args.cluster) and spec.engine == "spark",
+        # Which engines ran as clusters (CLUSTER_ENGINES, all three unless set), and the
+        # replication the stack's topics got (KAFKA_REPLICATION_FACTOR overrides the 3).
+        "cluster": (os.environ.get("CLUSTER_ENGINES", "kafka,cassandra,spark")
+                    if args.cluster and spec.engine == "spark" else None),
+        "kafka_replication_factor": os.environ.get("KAFKA_REPLICATION_FACTOR"),
         "rate": args.rate, "trigger_s": args.trigger,
         "measured_s": args.seconds, "events": len(window), "produced": produced.get("acked"),
         **figures(disk),
@@ -522,7 +527,9 @@ def main() -> int:
     parser.add_argument("--cluster", metavar="HOSTS", nargs="?", const="127.0.0.8,127.0.0.9,127.0.0.10",
                         help="the Spark run on python -m stack --cluster (3 brokers, replication "
                              "3, a Spark master with 2 workers, 3 Cassandra nodes) on these "
-                             "three loopback addresses (default 127.0.0.8-10)")
+                             "three loopback addresses (default 127.0.0.8-10); "
+                             "CLUSTER_ENGINES=kafka (or spark, cassandra) runs only that "
+                             "engine as a cluster, to measure its cost alone")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 s warm-up, 15 s measured")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (logs)")
     args = parser.parse_args()

@@ -111,6 +111,19 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+#: The engines ``python -m stack --cluster`` can run as clusters (stack.cluster).
+CLUSTER_ENGINES = ("kafka", "cassandra", "spark")
+
+
+def _engines(raw: str) -> tuple[str, ...]:
+    chosen = _csv(raw.lower())
+    unknown = sorted(set(chosen) - set(CLUSTER_ENGINES))
+    if unknown or not chosen:
+        raise ValueError(f"must name one or more of {', '.join(CLUSTER_ENGINES)}, comma "
+                         f"separated (got {raw!r})")
+    return tuple(e for e in CLUSTER_ENGINES if e in chosen)
+
+
 def _bins(raw: str) -> tuple[float, ...]:
     edges = tuple(float(part) for part in raw.split(",") if part.strip())
     if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
@@ -167,6 +180,10 @@ class Settings:
         "With --cluster: the addresses of the three 'machines' (loopback aliases on Linux); "
         "each runs a Kafka broker and a Cassandra node, the first the Spark master, the "
         "others a Spark worker each.")
+    cluster_engines: tuple[str, ...] = setting(
+        "CLUSTER_ENGINES", ",".join(CLUSTER_ENGINES), _engines,
+        "With --cluster: which engines run as clusters (kafka, cassandra, spark); the others "
+        "run single-node as in `make run`, so one engine's cluster can be measured alone.")
     spark_master_port: int = setting(
         "SPARK_MASTER_PORT", "7077", _int_range(0, 65535),
         "With --cluster: the Spark standalone master's port (0 picks a free one).")

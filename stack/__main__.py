@@ -276,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = settings_module.argument_parser(__doc__ or "")
     parser.add_argument("--no-spark", action="store_true", help="start everything but the Spark jobs")
     parser.add_argument("--cluster", action="store_true",
-                        help="run Kafka, Cassandra and Spark as clusters of three nodes on the "
-                             "addresses of CLUSTER_HOSTS (stack.cluster)")
+                        help="run Kafka, Cassandra and Spark (or those of CLUSTER_ENGINES) as "
+                             "clusters of three nodes on the addresses of CLUSTER_HOSTS "
+                             "(stack.cluster)")
     args, settings = cli.start(parser, argv)
     progress = Progress()
     settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -297,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             from stack.cluster import Cluster
 
             cluster = Cluster(settings, supervisor, stopping)
-            progress.show("starting the cluster: 3 Kafka brokers, 3 Cassandra nodes, a Spark "
-                          "master and 2 workers ...")
+            progress.show(f"starting the cluster: {cluster.title()} ...")
             settings = cluster.start(progress.done)
             cluster.watch()
         if settings.embedded_broker:
@@ -388,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             start_live_sources()
             start_case_reports()
         else:
-            jobs = cluster.submit_argv() if cluster else [py, "-m", "processing"]
+            jobs = (cluster.submit_argv() if cluster and cluster.workers
+                    else [py, "-m", "processing"])
             supervisor.start(Child("processing", jobs, logs / "processing.log", env))
         url = f"http://{settings.display_host}:{settings.display_port}/"
         progress.done(f"Display: {url}  (logs in {logs}/; Ctrl-C stops everything)")

@@ -16,6 +16,11 @@ the same moment may give it two ids), and hands the stack the settings that poin
 stage at the cluster. Each node is a child of the stack's supervisor, restarted after a
 crash like any stage; a thread marks it ready again once it answers (:meth:`Cluster.watch`),
 so the index shows each node as starting, running or restarting.
+
+CLUSTER_ENGINES picks which engines run as clusters (all three by default); the others run
+single-node as ``make run`` starts them, so the cost of one engine's cluster can be measured
+alone (docs/cluster.md): ``CLUSTER_ENGINES=kafka`` is three brokers beside Spark's
+``local[2]`` and one Cassandra node.
 """
 
 from __future__ import annotations
@@ -47,15 +52,19 @@ log = logging.getLogger(__name__)
 def cluster_settings(settings: Settings) -> Settings:
     """``settings`` with the cluster's defaults where they are still the single node's:
     KAFKA_REPLICATION_FACTOR 3, KAFKA_MIN_INSYNC_REPLICAS 2, and CASSANDRA_REPLICATION
-    three copies in ``datacenter1`` (a value set by the operator is kept)."""
+    three copies in ``datacenter1`` (a value set by the operator is kept), each only for an
+    engine of CLUSTER_ENGINES."""
     single = load(environ={})
     changes: dict[str, Any] = {}
     replicas = min(3, len(settings.cluster_hosts))
-    if settings.kafka_replication_factor == single.kafka_replication_factor:
-        changes["kafka_replication_factor"] = replicas
-    if settings.kafka_min_insync_replicas == single.kafka_min_insync_replicas:
-        changes["kafka_min_insync_replicas"] = max(1, replicas - 1)
-    if settings.cassandra_replication == single.cassandra_replication:
+    engines = settings.cluster_engines
+    if "kafka" in engines:
+        if settings.kafka_replication_factor == single.kafka_replication_factor:
+            changes["kafka_replication_factor"] = replicas
+        if settings.kafka_min_insync_replicas == single.kafka_min_insync_replicas:
+            changes["kafka_min_insync_replicas"] = max(1, replicas - 1)
+    if ("cassandra" in engines
+            and settings.cassandra_replication == single.cassandra_replication):
         changes["cassandra_replication"] = (
             f"{{'class': 'NetworkTopologyStrategy', 'datacenter1': {replicas}}}")
     return dataclasses.replace(settings, **changes)
@@ -72,7 +81,8 @@ class Node:
 
 
 class Cluster:
-    """The nodes of the three engines, planned from the settings, run by ``supervisor``."""
+    """The nodes of the engines of CLUSTER_ENGINES, planned from the settings, run by
+    ``supervisor`` (an engine not chosen has no nodes here: the stack runs it single-node)."""
 
     def __init__(self, settings: Settings, supervisor: Supervisor,
                  stopping: threading.Event | None = None) -> None:
@@ -82,19 +92,22 @@ class Cluster:
         self.settings = cluster_settings(settings)
         self.supervisor = supervisor
         self.hosts = hosts[:3]
+        self.engines = settings.cluster_engines
         data, logs = settings.data_dir.resolve() / "cluster", settings.log_dir
         self.kafka = kafka_cluster.plan(self.hosts, data / "kafka", logs, settings.broker_port,
-                                        settings.jars_dir, settings.broker_heap)
-        cql_port = settings.cassandra_port or free_port_on_every(self.hosts)
+                                        settings.jars_dir, settings.broker_heap
+                                        ) if "kafka" in self.engines else []
         self.cassandra = cassandra_cluster.plan(
-            self.hosts, data / "cassandra", logs, cql_port, settings.jars_dir,
-            settings.cassandra_heap, settings.cassandra_ready_timeout_s)
+            self.hosts, data / "cassandra", logs,
+            settings.cassandra_port or free_port_on_every(self.hosts), settings.jars_dir,
+            settings.cassandra_heap, settings.cassandra_ready_timeout_s
+        ) if "cassandra" in self.engines else []
         self.master = standalone.master(self.hosts[0], settings.spark_master_port, logs)
         self.workers = [
             standalone.worker(i, host, self.master.url, settings.spark_worker_cores,
                               standalone.worker_memory(settings.spark_executor_memory),
                               data / "spark" / f"worker-{i}", logs)
-            for i, host in enumerate(self.hosts[1:], start=1)]
+            for i, host in enumerate(self.hosts[1:], start=1)] if "spark" in self.engines else []
         self.nodes: list[Node] = []
         self._stopping = stopping or threading.Event()  # Ctrl-C while starting
         self._stop = threading.Event()
@@ -105,11 +118,24 @@ class Cluster:
         return kafka_cluster.bootstrap_of(self.kafka)
 
     def stage_settings(self) -> Settings:
-        """The settings every stage gets: the cluster's brokers, Cassandra nodes and master."""
-        return dataclasses.replace(
-            self.settings, kafka_bootstrap_servers=self.bootstrap,
-            cassandra_hosts=tuple(n.host for n in self.cassandra),
-            cassandra_port=self.cassandra[0].port, spark_master=self.master.url)
+        """The settings every stage gets: the cluster's brokers, Cassandra nodes and master
+        (for the engines of CLUSTER_ENGINES; the others' settings are left as they are)."""
+        changes: dict[str, Any] = {}
+        if self.kafka:
+            changes["kafka_bootstrap_servers"] = self.bootstrap
+        if self.cassandra:
+            changes.update(cassandra_hosts=tuple(n.host for n in self.cassandra),
+                           cassandra_port=self.cassandra[0].port)
+        if self.workers:
+            changes["spark_master"] = self.master.url
+        return dataclasses.replace(self.settings, **changes)
+
+    def title(self) -> str:
+        """What starts, in a few words: "3 Kafka brokers, a Spark master and 2 workers"."""
+        parts = [f"{len(self.kafka)} Kafka brokers" if self.kafka else "",
+                 f"{len(self.cassandra)} Cassandra nodes" if self.cassandra else "",
+                 f"a Spark master and {len(self.workers)} workers" if self.workers else ""]
+        return ", ".join(p for p in parts if p)
 
     # -- starting
 
@@ -150,16 +176,20 @@ class Cluster:
         116 s one engine after the other.
         """
         started = time.monotonic()
-        kafka_nodes = self.launch_kafka()
-        seed = self.launch_cassandra_seed()
-        spark_nodes = self.launch_spark()
-        created = self.finish_kafka(kafka_nodes)
-        say(f"{self.describe()[0]}; up after {time.monotonic() - started:.0f} s (topics "
-            f"created: {', '.join(created) or 'none'})")
-        self._wait(spark_nodes, 120, "Spark")
-        say(f"{self.describe()[2]}; up after {time.monotonic() - started:.0f} s")
-        self.finish_cassandra(seed)
-        say(f"{self.describe()[1]}; up after {time.monotonic() - started:.0f} s")
+        lines = self.describe()
+        kafka_nodes = self.launch_kafka() if self.kafka else []
+        seed = self.launch_cassandra_seed() if self.cassandra else None
+        spark_nodes = self.launch_spark() if self.workers else []
+        if kafka_nodes:
+            created = self.finish_kafka(kafka_nodes)
+            say(f"{lines['kafka']}; up after {time.monotonic() - started:.0f} s (topics "
+                f"created: {', '.join(created) or 'none'})")
+        if spark_nodes:
+            self._wait(spark_nodes, 120, "Spark")
+            say(f"{lines['spark']}; up after {time.monotonic() - started:.0f} s")
+        if seed is not None:
+            self.finish_cassandra(seed)
+            say(f"{lines['cassandra']}; up after {time.monotonic() - started:.0f} s")
         return self.stage_settings()
 
     def launch_kafka(self) -> list[Node]:
@@ -259,20 +289,27 @@ class Cluster:
         self._thread = threading.Thread(target=run, daemon=True, name="cluster-watch")
         self._thread.start()
 
-    def describe(self) -> list[str]:
-        """One line per engine: its nodes and their addresses."""
-        return [
-            f"Kafka: {len(self.kafka)} brokers (KRaft, each a controller) at {self.bootstrap}; "
-            f"topics with replication factor {self.settings.kafka_replication_factor}, "
-            f"min.insync.replicas {self.settings.kafka_min_insync_replicas}",
-            f"Cassandra: {len(self.cassandra)} nodes at "
-            f"{', '.join(n.address for n in self.cassandra)}; keyspace replication "
-            f"{self.settings.cassandra_replication}, LOCAL_QUORUM",
-            f"Spark: master {self.master.url} (UI {self.master.webui}), "
-            f"{len(self.workers)} workers at {', '.join(w.host for w in self.workers)}, "
-            f"{self.settings.spark_worker_cores} cores and an executor of "
-            f"{self.settings.spark_executor_memory} each",
-        ]
+    def describe(self) -> dict[str, str]:
+        """A line per clustered engine: its nodes and their addresses."""
+        lines: dict[str, str] = {}
+        if self.kafka:
+            lines["kafka"] = (
+                f"Kafka: {len(self.kafka)} brokers (KRaft, each a controller) at "
+                f"{self.bootstrap}; topics with replication factor "
+                f"{self.settings.kafka_replication_factor}, min.insync.replicas "
+                f"{self.settings.kafka_min_insync_replicas}")
+        if self.cassandra:
+            lines["cassandra"] = (
+                f"Cassandra: {len(self.cassandra)} nodes at "
+                f"{', '.join(n.address for n in self.cassandra)}; keyspace replication "
+                f"{self.settings.cassandra_replication}, LOCAL_QUORUM")
+        if self.workers:
+            lines["spark"] = (
+                f"Spark: master {self.master.url} (UI {self.master.webui}), "
+                f"{len(self.workers)} workers at {', '.join(w.host for w in self.workers)}, "
+                f"{self.settings.spark_worker_cores} cores and an executor of "
+                f"{self.settings.spark_executor_memory} each")
+        return lines
 
     def close(self) -> None:
         self._stop.set()

@@ -94,3 +94,37 @@ def test_stage_settings_point_every_stage_at_the_cluster(tmp_path: Path) -> None
     assert stage.cassandra_hosts == HOSTS
     assert stage.spark_master == cluster.master.url
     assert stage.kafka_replication_factor == 3
+    assert set(cluster.describe()) == {"kafka", "cassandra", "spark"}
+
+
+def test_cluster_engines_cluster_one_engine_and_leave_the_others_single_node(
+        tmp_path: Path) -> None:
+    """CLUSTER_ENGINES=kafka: three brokers, their replication; Spark stays local[2] and
+    Cassandra the stack's own single node (no hosts), each with its single-node settings."""
+    settings = dataclasses.replace(load(environ={"DATA_DIR": str(tmp_path), "BROKER_PORT": "0",
+                                                 "SPARK_MASTER_PORT": "0",
+                                                 "CLUSTER_ENGINES": "Kafka"}),
+                                   cluster_hosts=HOSTS)
+    single = load(environ={})
+    cluster = Cluster(settings, Supervisor())
+    stage = cluster.stage_settings()
+    assert len(cluster.kafka) == 3 and not cluster.cassandra and not cluster.workers
+    assert stage.kafka_bootstrap_servers == cluster.bootstrap
+    assert stage.kafka_replication_factor == 3 and stage.kafka_min_insync_replicas == 2
+    assert stage.spark_master == single.spark_master
+    assert stage.embedded_cassandra
+    assert stage.cassandra_replication == single.cassandra_replication
+    assert cluster.title() == "3 Kafka brokers" and list(cluster.describe()) == ["kafka"]
+
+    spark_only = Cluster(dataclasses.replace(settings, cluster_engines=("spark",)), Supervisor())
+    stage = spark_only.stage_settings()
+    assert stage.embedded_broker and stage.embedded_cassandra
+    assert stage.spark_master == spark_only.master.url
+    assert stage.kafka_replication_factor == single.kafka_replication_factor
+    assert spark_only.title() == "a Spark master and 2 workers"
+
+
+@pytest.mark.parametrize("raw", ["", "kafka,zookeeper", "hdfs"])
+def test_cluster_engines_name_known_engines(raw: str) -> None:
+    with pytest.raises(ValueError, match="CLUSTER_ENGINES"):
+        load(environ={"CLUSTER_ENGINES": raw})
