@@ -389,7 +389,7 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
         return 2
     if settings.cassandra_configured() and settings.sink != "disk":
         from storage.base import StoreError
-        from storage.cassandra import check_ttl
+        from storage.cassandra_rows import check_ttl
 
         try:  # refused before Spark starts, not at the first batch
             check_ttl(dt.timedelta(hours=settings.retention_hours))

@@ -18,7 +18,9 @@ import pytest
 
 from common import settings
 from common.records import CaseReport, from_json
-from input.ingest import EXTRA_CHECKS, AckingKafkaSink, Route, create_app, ingest_of, serve
+from input.ingest.app import create_app, ingest_of, serve
+from input.ingest.sink import AckingKafkaSink
+from input.ingest.validate import EXTRA_CHECKS, Route
 from input.traffic import is_loopback_url, load_cases, make_case
 from tests.kafka_topics import read_topic
 

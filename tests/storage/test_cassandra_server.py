@@ -20,14 +20,10 @@ from typing import Any
 import pytest
 
 from storage.base import ResultRow, StoreError, StoreUnavailable
-from storage.cassandra import (
-    CLOCK_SKEW_S,
-    INDEX_TTL_MARGIN_S,
-    MAX_EXPIRY_S,
-    CassandraStore,
-    Statements,
-)
-from tests.storage.test_cassandra_unit import RecordingStore
+from storage.cassandra import CassandraStore
+from storage.cassandra_rows import CLOCK_SKEW_S, INDEX_TTL_MARGIN_S, MAX_EXPIRY_S
+from storage.cassandra_schema import Statements
+from tests.storage.test_cassandra_connect import RecordingStore
 
 T0 = dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC)
 SECOND = dt.timedelta(seconds=1)
@@ -238,7 +234,7 @@ OLD_TABLES = {  # as the store created them before it set any option
 def test_tables_of_an_earlier_version_are_altered(
         keyspace: str, make_store: Callable[..., RecordingStore], cql: Any,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="storage.cassandra")
+    caplog.set_level(logging.INFO, logger="storage.cassandra_schema")
     cql.execute(Statements(keyspace).create_keyspace, timeout=60)
     for ddl in OLD_TABLES.values():
         cql.execute(ddl.format(ks=keyspace), timeout=60)

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from storage.base import ResultRow, StoreError, StoreUnavailable
-from storage.cassandra import CassandraStore, tls_context
+from storage.cassandra import CassandraStore
+from storage.cassandra_connect import tls_context
 from storage.cassandra_node import CassandraNode
 
 T0 = dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC)
