@@ -32,8 +32,13 @@ from buffer import topics
 from common import catalogue
 from common.settings import Settings, argument_parser
 from common.waiting import DeadlineExceeded, eventually
-from processing import pipeline
+from processing.ledger import Ledger
 from processing.panes import StoreRange
+from processing.queries import start_query, wait_for_first_batch
+from processing.reading import parse_records, valid
+from processing.stopping import quiet_interrupted_batches, quiet_spark_stop
+from processing.windowing import WindowedStream, seconds
+from processing.writer import ResultWriter, RowsFn
 
 __all__ = ["BATCH_JOBS", "STREAMING_JOBS", "JobContext", "QuerySupervisor", "run_batch_job",
            "run_job", "run_jobs"]
@@ -88,7 +93,7 @@ class JobContext:
     trigger_seconds: float | None = None
     #: Topic name per role, where it differs from queue/topics.toml (tests use unique topics).
     topic_names: dict[str, str] = field(default_factory=dict)
-    ledger: pipeline.Ledger = field(default_factory=pipeline.Ledger)
+    ledger: Ledger = field(default_factory=Ledger)
     #: How to start each query again, by query name (shared by the contexts of all jobs).
     launchers: dict[str, LaunchFn] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
@@ -148,8 +153,8 @@ class JobContext:
                                                 connect_timeout_s=connect_timeout_s)
             return self._stores[kind]
 
-    def writer(self, stream: str, store: str, to_rows: pipeline.RowsFn,
-               retain: bool = True, mirrors: tuple[str, ...] = ()) -> pipeline.ResultWriter:
+    def writer(self, stream: str, store: str, to_rows: RowsFn,
+               retain: bool = True, mirrors: tuple[str, ...] = ()) -> ResultWriter:
         """The foreachBatch writer of ``stream`` into ``store``, copied into ``mirrors`` (see
         :mod:`processing.mirror`); ``retain``: expire after RETENTION_HOURS."""
         from processing.mirror import Mirror
@@ -158,8 +163,8 @@ class JobContext:
         copies = [Mirror(kind, functools.partial(self.open_store, kind, 0),
                          self.settings.checkpoint_dir / f"{stream}-{store}.{kind}-behind.json")
                   for kind in mirrors]
-        return pipeline.ResultWriter(stream, to_rows, lambda: self.open_store(store),
-                                     self.bootstrap, ttl=ttl, ledger=self.ledger, mirrors=copies)
+        return ResultWriter(stream, to_rows, lambda: self.open_store(store),
+                            self.bootstrap, ttl=ttl, ledger=self.ledger, mirrors=copies)
 
     def start(self, df: DataFrame, stream: str, store: str,
               writer: Callable[[DataFrame, int], None], output_mode: str = "update",
@@ -168,9 +173,9 @@ class JobContext:
         ``trigger_seconds`` (default: this job's interval)."""
         name = f"{stream}@{store}"
         every = self.trigger_seconds if trigger_seconds is None else trigger_seconds
-        if isinstance(writer, pipeline.ResultWriter):
+        if isinstance(writer, ResultWriter):
             writer.query = name  # results messages say which query wrote them, for the ledger
-        return self.launch(lambda: pipeline.start_query(
+        return self.launch(lambda: start_query(
             df, name, writer, self.settings, output_mode=output_mode,
             available_now=self.available_now, checkpoint_name=f"{stream}-{store}",
             trigger_seconds=every,
@@ -192,17 +197,17 @@ class JobContext:
         return dataclasses.replace(self, trigger_seconds=None if fast else
                                    self.settings.other_trigger_seconds)
 
-    def start_windowed(self, specs: list[pipeline.WindowedStream]) -> list[StreamingQuery]:
+    def start_windowed(self, specs: list[WindowedStream]) -> list[StreamingQuery]:
         """Start one update-mode query per windowed stream and store it is written to."""
-        watermark = pipeline.seconds(self.settings.watermark_seconds)
+        watermark = seconds(self.settings.watermark_seconds)
         queries = []
         for spec in specs:
             if spec.derived:
                 continue
             for store, mirrors in self.store_plan(spec.stream):
-                records = pipeline.parse_records(self.read(spec.topic), spec.record_type,
-                                                 observe_as=f"{spec.stream}_input")
-                windows = spec.transform(pipeline.valid(records), watermark)
+                records = parse_records(self.read(spec.topic), spec.record_type,
+                                        observe_as=f"{spec.stream}_input")
+                windows = spec.transform(valid(records), watermark)
                 writer = self.writer(spec.stream, store, spec.to_rows, mirrors=mirrors)
                 if spec.with_store is not None:
                     writer.to_rows = spec.with_store(_stored_rows(writer))
@@ -241,7 +246,7 @@ class JobContext:
         self._stores.clear()
 
 
-def _stored_rows(writer: pipeline.ResultWriter) -> StoreRange:
+def _stored_rows(writer: ResultWriter) -> StoreRange:
     return lambda stream, start, end: writer.store.range(stream, start, end)
 
 
@@ -250,7 +255,7 @@ class QuerySupervisor:
 
     Restarting one query does not touch the others: on 2 cores every restart is a
     new Python reader process that has only 10 s to connect back to a busy JVM
-    (see :func:`processing.pipeline.wait_until_initialised`), so restarting a whole
+    (see :func:`processing.queries.wait_until_initialised`), so restarting a whole
     job for one failure turned one failure into a cascade (seen in CI). A query is
     restarted after a backoff (1, 2, 4 ... 30 s); its MAX_RESTARTS-th restart within
     RESTART_WINDOW_S is refused and :meth:`check` returns False (give up). A failure
@@ -383,7 +388,7 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
     from processing.spark import session
 
     args, settings = cli.start(_parser(description), argv)
-    pipeline.quiet_interrupted_batches()
+    quiet_interrupted_batches()
     if settings.kafka_bootstrap_servers is None and starts:
         log.error("KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) is required")
         return 2
@@ -413,11 +418,11 @@ def run_jobs(description: str, starts: list[StartFn], app_name: str,
             started = start(spark, ctx.for_job(job))
             queries.watch(started)
             if job in FAST_TRIGGER_JOBS and i < len(starts) - 1:
-                # Its first batch alone, then the others (pipeline.wait_for_first_batch);
+                # Its first batch alone, then the others (wait_for_first_batch);
                 # not a Cassandra query's: its first batch waits for the node to answer.
                 for query in started:
                     if not str(query.name).endswith("@cassandra"):
-                        pipeline.wait_for_first_batch(query)
+                        wait_for_first_batch(query)
         names = queries.names
         reporter.announce_ready(names)
         if names:
@@ -458,21 +463,6 @@ def _run_batches(batches: list[BatchFn], spark: SparkSession, ctx: JobContext) -
             continue
         if code != 0:
             log.error("batch job %s failed with %d", batch.__module__, code)
-
-
-#: Spark loggers whose warnings on stopping say nothing: a query stopped between batches has
-#: no job to cancel ("Failed to cancel job group ... Cannot find active jobs for it", twice).
-QUIET_ON_STOP = ("org.apache.spark.scheduler.DAGScheduler",)
-
-
-def quiet_spark_stop(spark: SparkSession) -> None:
-    """Raise the level of :data:`QUIET_ON_STOP` to ERROR; called when the application stops."""
-    try:
-        log4j = spark._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
-        for name in QUIET_ON_STOP:
-            log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
-    except Exception:  # cosmetic: never let it stand in the way of stopping
-        log.debug("could not quieten Spark's loggers", exc_info=True)
 
 
 def _app_name(fn: Callable[..., Any]) -> str:

@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from common.records import AccessRecord, CaseReport, RandomNumber
-from processing import case_reports, census_stats, nginx_traffic, pipeline, random_stats
+from processing import case_reports, census_stats, jobs, nginx_traffic, random_stats, reading
 from processing.spark import KAFKA_SCHEMA
 from storage.base import ResultRow
 
@@ -32,7 +32,7 @@ def kafka_rows(spark: SparkSession, values: list[Any]) -> DataFrame:
 
 
 def parsed(spark: SparkSession, record_type: Any, records: list[Any]) -> DataFrame:
-    return pipeline.valid(pipeline.parse_records(
+    return reading.valid(reading.parse_records(
         kafka_rows(spark, [r.to_json() for r in records]), record_type))
 
 
@@ -244,7 +244,7 @@ def _recorded_triggers(spark: SparkSession, tmp_path: Any, monkeypatch: pytest.M
         triggers[name] = kwargs["trigger_seconds"]
         return types.SimpleNamespace(name=name)
 
-    monkeypatch.setattr(pipeline, "start_query", start_query)
+    monkeypatch.setattr(jobs, "start_query", start_query)
     return JobContext(spark, s, "127.0.0.1:9", sink="disk"), triggers
 
 

@@ -17,7 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.waiting import eventually
 from processing.jobs import LaunchFn, QuerySupervisor
-from processing.pipeline import BatchInterrupted, collect, quiet_interrupted_batches
+from processing.stopping import BatchInterrupted, collect, quiet_interrupted_batches
 
 pytestmark = pytest.mark.spark
 
@@ -208,7 +208,7 @@ def test_stop_all_lets_a_running_batch_finish(spark: SparkSession, tmp_path: Pat
 
 
 def test_stopping_quietens_the_dag_schedulers_warnings(spark: SparkSession) -> None:
-    from processing.jobs import QUIET_ON_STOP, quiet_spark_stop
+    from processing.stopping import QUIET_ON_STOP, quiet_spark_stop
 
     log4j = spark._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
     name = QUIET_ON_STOP[0]
