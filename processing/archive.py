@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from processing import windowing
-from processing.jobs import JobContext, run_job
+from processing.context import JobContext
+from processing.runner import run_job
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,9 @@ from pyspark.sql.streaming import StreamingQuery
 from common.records import CaseReport, format_time
 from common.settings import Settings
 from processing import reading, windowing
-from processing.jobs import JobContext, run_job
+from processing.context import JobContext
 from processing.panes import PanedSliding, StoreRange
+from processing.runner import run_job
 from storage.base import ResultRow
 
 TOTALS = ("cases_top_areas", "cases_by_state", "cases_by_age")

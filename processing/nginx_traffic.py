@@ -26,7 +26,8 @@ from common.settings import Settings
 from common.vizceral import DEFAULT_HOST, INTERNET, UNKNOWN_SERVICE
 from common.vizceral import LOCAL as VIZCERAL_LOCAL
 from processing import windowing
-from processing.jobs import JobContext, run_job
+from processing.context import JobContext
+from processing.runner import run_job
 from storage.base import ResultRow
 
 STREAM = "nginx_edges"

@@ -28,7 +28,8 @@ from pyspark.sql.streaming import StreamingQuery
 from common.records import RandomNumber
 from common.settings import Settings
 from processing import windowing
-from processing.jobs import JobContext, run_job
+from processing.context import JobContext
+from processing.runner import run_job
 from processing.writer import RowsFn
 from storage.base import ResultRow
 

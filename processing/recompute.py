@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from common import catalogue
 from common.records import parse_time
 from processing import reading, windowing
-from processing.jobs import JobContext
+from processing.context import JobContext
 from storage.base import ResultRow
 
 log = logging.getLogger(__name__)

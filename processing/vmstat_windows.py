@@ -35,8 +35,9 @@ from pyspark.sql.streaming import StreamingQuery
 from common.records import VmstatSample
 from common.settings import Settings
 from processing import windowing
-from processing.jobs import JobContext, run_job
+from processing.context import JobContext
 from processing.panes import PanedSliding, StoreRange
+from processing.runner import run_job
 from storage.base import ResultRow
 
 TUMBLING = "vmstat_tumbling"

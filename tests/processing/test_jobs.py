@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from common.records import AccessRecord, CaseReport, RandomNumber
-from processing import case_reports, census_stats, jobs, nginx_traffic, random_stats, reading
+from processing import case_reports, census_stats, nginx_traffic, queries, random_stats, reading
 from processing.spark import KAFKA_SCHEMA
 from storage.base import ResultRow
 
@@ -189,7 +189,7 @@ def test_latest_cases_rows_are_keyed_by_id_at_their_event_time() -> None:
 
 
 def test_census_statistics_on_the_real_files(spark: SparkSession, test_settings: Any) -> None:
-    from processing.jobs import JobContext
+    from processing.context import JobContext
 
     ctx = JobContext(spark, test_settings, None)
     population, income = census_stats.read_inputs(spark, ctx)
@@ -214,7 +214,7 @@ def test_census_statistics_on_the_real_files(spark: SparkSession, test_settings:
 
 def test_only_the_host_metrics_job_runs_at_the_fast_trigger(tmp_path: Any) -> None:
     from common import settings as settings_module
-    from processing.jobs import JobContext
+    from processing.context import JobContext
 
     s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
                               "OTHER_TRIGGER_SECONDS": "5"})
@@ -232,7 +232,7 @@ def _recorded_triggers(spark: SparkSession, tmp_path: Any, monkeypatch: pytest.M
     import types
 
     from common import settings as settings_module
-    from processing.jobs import JobContext
+    from processing.context import JobContext
 
     s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
                               "OTHER_TRIGGER_SECONDS": other_trigger_seconds})
@@ -244,7 +244,7 @@ def _recorded_triggers(spark: SparkSession, tmp_path: Any, monkeypatch: pytest.M
         triggers[name] = kwargs["trigger_seconds"]
         return types.SimpleNamespace(name=name)
 
-    monkeypatch.setattr(jobs, "start_query", start_query)
+    monkeypatch.setattr(queries, "start_query", start_query)
     return JobContext(spark, s, "127.0.0.1:9", sink="disk"), triggers
 
 
@@ -275,7 +275,7 @@ def test_the_other_jobs_queries_run_on_other_trigger_seconds(
 
 def test_a_retention_cassandra_cannot_keep_is_refused_before_spark_starts(
         capfd: pytest.CaptureFixture[str]) -> None:
-    from processing.jobs import run_jobs
+    from processing.runner import run_jobs
 
     # 120,000 h (under the 20-year TTL limit) from now ends in 2040, past 2038-01-19.
     code = run_jobs("test", [], "test", argv=["--cassandra-hosts", "127.0.0.1",

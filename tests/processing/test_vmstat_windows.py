@@ -73,7 +73,7 @@ def test_the_streaming_job_stores_exact_windows_and_counts_late_rows(
 ) -> None:
     """Produce a known set to the real broker, run the job with availableNow, compare the store."""
     from processing import vmstat_windows
-    from processing.jobs import JobContext
+    from processing.context import JobContext
     from storage.disk import DiskStore
 
     cfg = settings.load(environ={"DATA_DIR": str(tmp_path), "SHUFFLE_PARTITIONS": "2",
