@@ -11,7 +11,7 @@ most MAX_OFFSETS_PER_TRIGGER records), aggregates it and writes the changed wind
 * the same watermark: WATERMARK_SECONDS behind the newest event time of earlier
   batches; older records are dropped and counted as late; windows behind it are
   forgotten;
-* the same store contract and results: ``processing.pipeline.ResultWriter`` upserts
+* the same store contract and results: ``processing.writer.ResultWriter`` upserts
   each batch's changed rows in one store transaction and pushes them to ``results``
   (so the display server shows them on /demo7), with the same ``timing``;
 * health: a ``query_progress`` message per batch (query ``vmstat_windows@baseline``)
@@ -211,7 +211,7 @@ class Baseline:
     """The consumer loop: one batch per trigger, written through the kit's ResultWriter."""
 
     def __init__(self, settings: settings_module.Settings) -> None:
-        from processing import pipeline
+        from processing.writer import ResultWriter
 
         assert settings.kafka_bootstrap_servers
         self.settings = settings
@@ -219,7 +219,7 @@ class Baseline:
         self.windows = Windows(settings.window_seconds, settings.sliding_window_seconds,
                                settings.slide_seconds, settings.watermark_seconds)
         self._store: Any = None
-        self.writer = pipeline.ResultWriter("vmstat_tumbling", lambda rows: [],
+        self.writer = ResultWriter("vmstat_tumbling", lambda rows: [],
                                             self._open_store, self.bootstrap,
                                             ttl=dt.timedelta(hours=settings.retention_hours))
         self.health = kafka.JsonPublisher(self.bootstrap)

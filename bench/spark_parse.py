@@ -5,7 +5,7 @@ Builds N (default 100,000) Kafka-shaped rows of host-metric JSON in memory
 Spark's ``noop`` sink:
 
 * ``scan``: the cached rows alone (the floor);
-* ``parse``: ``processing.pipeline.parse_records`` (every field as text, then
+* ``parse``: ``processing.reading.parse_records`` (every field as text, then
   ``try_cast`` and the checks that name what is wrong);
 * ``parse (typed)``: one typed JSON parse without those checks, for comparison:
   the most a cheaper parse could gain per record;
@@ -42,7 +42,7 @@ def typed_parse(kafka_rows: Any, record_type: Any) -> Any:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType, TimestampType
 
-    from processing.pipeline import spark_schema
+    from processing.reading import spark_schema
 
     schema = spark_schema(record_type)
     typed = StructType(list(schema.fields) + [StructField("produced_at", TimestampType(), True)])
@@ -57,7 +57,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from common.records import VmstatSample
-    from processing import pipeline
+    from processing import reading
     from processing.spark import KAFKA_SCHEMA, session
     from processing.vmstat_windows import windowed_stats
 
@@ -76,11 +76,11 @@ def main() -> int:
     df.count()
 
     def parsed() -> Any:
-        return pipeline.valid(pipeline.parse_records(df, VmstatSample))
+        return reading.valid(reading.parse_records(df, VmstatSample))
 
     steps = {
         "scan": df.select("value"),
-        "parse": pipeline.parse_records(df, VmstatSample),
+        "parse": reading.parse_records(df, VmstatSample),
         "parse (typed)": typed_parse(df, VmstatSample),
         "tumbling": windowed_stats(parsed(), "10 seconds"),
         "sliding": windowed_stats(parsed(), "60 seconds", "10 seconds"),

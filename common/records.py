@@ -3,7 +3,7 @@
 Each record is a frozen ``msgspec.Struct``: msgspec encodes it to JSON, decodes and checks
 JSON against it (every field's type; a missing or null required field, a time without a
 zone are errors) and writes its JSON Schema, the ingest's OpenAPI document. Spark schemas
-are derived from the same classes (``processing.pipeline.spark_schema``), never typed a
+are derived from the same classes (``processing.reading.spark_schema``), never typed a
 second time. Timestamps on the wire are RFC 3339 (ISO 8601) in UTC with a ``Z``.
 
 Why msgspec (issue #25): against the dataclasses, ``json`` and a hand-written field check

@@ -22,8 +22,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from processing import pipeline
-from processing.jobs import JobContext, run_job
+from processing import windowing
+from processing.context import JobContext
+from processing.runner import run_job
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
     if ctx.available_now:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=pipeline.seconds(settings.archive_trigger_seconds))
+        writer = writer.trigger(processingTime=windowing.seconds(settings.archive_trigger_seconds))
     query = ctx.launch(writer.start)
     log.info("archiving %s to %s", ", ".join(ctx.topic_name(r) for r in ARCHIVED),
              settings.archive_dir)

@@ -38,9 +38,10 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import CaseReport, format_time
 from common.settings import Settings
-from processing import pipeline
-from processing.jobs import JobContext, run_job
+from processing import reading, windowing
+from processing.context import JobContext
 from processing.panes import PanedSliding, StoreRange
+from processing.runner import run_job
 from storage.base import ResultRow
 
 TOTALS = ("cases_top_areas", "cases_by_state", "cases_by_age")
@@ -90,7 +91,7 @@ def latest_rows(cases: Iterable[dict[str, Any]]) -> list[ResultRow]:
     """Cases (:data:`CASE_FIELDS` and ``event_time_us``) -> rows of ``cases_latest``."""
     rows = []
     for r in cases:
-        at = pipeline.from_micros(r["event_time_us"])
+        at = windowing.from_micros(r["event_time_us"])
         values = {k: r[k] for k in CASE_FIELDS}
         values["event_time"] = format_time(at)
         rows.append(ResultRow(LATEST, str(r["id"]), at, at, values))
@@ -105,9 +106,9 @@ def city_panes(cases: DataFrame, pane: str, watermark: str | None) -> DataFrame:
     case = F.struct(*CASE_FIELDS, F.unix_micros("event_time").alias("event_time_us"))
     grouped = cases.groupBy(F.window("event_time", pane).alias("window"), "location").agg(
         F.count(F.lit(1)).alias("count"), F.max("state").alias("state"),
-        F.collect_list(case).alias("cases"), *pipeline.timing_aggregates())
-    return grouped.select(*pipeline.window_columns(), "location", "state", "count", "cases",
-                          *pipeline.TIMING_COLUMNS)
+        F.collect_list(case).alias("cases"), *windowing.timing_aggregates())
+    return grouped.select(*windowing.window_columns(), "location", "state", "count", "cases",
+                          *windowing.TIMING_COLUMNS)
 
 
 def merge_counts(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -127,7 +128,7 @@ class CityAndLatest:
 
     def __init__(self, settings: Settings, stored: StoreRange | None = None) -> None:
         slide = dt.timedelta(seconds=settings.slide_seconds)
-        self.panes = pipeline.result_rows(PANES, "location", ("location", "state", "count"))
+        self.panes = windowing.result_rows(PANES, "location", ("location", "state", "count"))
         self.sliding = PanedSliding(
             CITY, PANES, merge_counts, dt.timedelta(seconds=settings.sliding_window_seconds),
             slide, slide, stored)
@@ -144,7 +145,7 @@ class CityAndLatest:
 def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
     queries = []
     for store in ctx.stores_for(TOTALS[0]):
-        cases = pipeline.valid(pipeline.parse_records(ctx.read("cases"), CaseReport,
+        cases = reading.valid(reading.parse_records(ctx.read("cases"), CaseReport,
                                                       observe_as="cases_totals_input"))
         started = ctx.run_started("cases_totals", store)
         writer = ctx.writer("cases_totals", store, functools.partial(split_totals, started=started),
@@ -154,20 +155,20 @@ def start(spark: SparkSession, ctx: JobContext) -> list[StreamingQuery]:
     return queries + ctx.start_windowed(windowed_streams(ctx.settings))
 
 
-def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
+def windowed_streams(settings: Settings) -> list[windowing.WindowedStream]:
     """The per-city query (named after ``cases_city_sliding``, which it writes with the panes
     and ``cases_latest``), and ``cases_latest`` derived from it (for recomputation)."""
-    pane = pipeline.seconds(settings.slide_seconds)
+    pane = windowing.seconds(settings.slide_seconds)
 
     def transform(df: DataFrame, watermark: str | None) -> DataFrame:
         return city_panes(df, pane, watermark)
 
     both = CityAndLatest(settings)
     return [
-        pipeline.WindowedStream(CITY, "cases", CaseReport, transform,
+        windowing.WindowedStream(CITY, "cases", CaseReport, transform,
                                 lambda collected: both.sliding(both.panes(collected)),
                                 with_store=lambda stored: CityAndLatest(settings, stored)),
-        pipeline.WindowedStream(LATEST, "cases", CaseReport, transform, both.latest,
+        windowing.WindowedStream(LATEST, "cases", CaseReport, transform, both.latest,
                                 derived=True),
     ]
 

@@ -32,7 +32,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from processing.jobs import JobContext, run_batch_job
+from processing.context import JobContext
+from processing.runner import run_batch_job
 from storage.base import ResultRow
 
 log = logging.getLogger(__name__)

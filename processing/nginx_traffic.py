@@ -25,8 +25,9 @@ from common.records import AccessRecord
 from common.settings import Settings
 from common.vizceral import DEFAULT_HOST, INTERNET, UNKNOWN_SERVICE
 from common.vizceral import LOCAL as VIZCERAL_LOCAL
-from processing import pipeline
-from processing.jobs import JobContext, run_job
+from processing import windowing
+from processing.context import JobContext
+from processing.runner import run_job
 from storage.base import ResultRow
 
 STREAM = "nginx_edges"
@@ -70,29 +71,29 @@ def edge_stats(records: DataFrame, window: str, watermark: str | None = None,
         count_class(2), count_class(3), count_class(4), count_class(5),
         F.percentile_approx("request_time", [0.5, 0.95], accuracy).alias("pct"),
         F.sum("bytes").alias("bytes"),
-        *pipeline.timing_aggregates(),
+        *windowing.timing_aggregates(),
     )
     return grouped.select(
-        *pipeline.window_columns(), "host", "source", "target", "requests",
+        *windowing.window_columns(), "host", "source", "target", "requests",
         "status_2xx", "status_3xx", "status_4xx", "status_5xx",
         (F.col("status_5xx") / F.col("requests")).alias("error_rate"),
         F.col("pct")[0].alias("p50_request_time"), F.col("pct")[1].alias("p95_request_time"),
-        "bytes", *pipeline.TIMING_COLUMNS,
+        "bytes", *windowing.TIMING_COLUMNS,
     )
 
 
 def to_rows(collected: list[dict[str, Any]]) -> list[ResultRow]:
     return [
         ResultRow(STREAM, f"{r['host']}|{r['source']}|{r['target']}",
-                  pipeline.from_micros(r["window_start_us"]), pipeline.from_micros(r["window_end_us"]),
+                  windowing.from_micros(r["window_start_us"]), windowing.from_micros(r["window_end_us"]),
                   {c: r[c] for c in VALUE_COLUMNS})
         for r in collected
     ]
 
 
-def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
-    window = pipeline.seconds(settings.window_seconds)
-    return [pipeline.WindowedStream(
+def windowed_streams(settings: Settings) -> list[windowing.WindowedStream]:
+    window = windowing.seconds(settings.window_seconds)
+    return [windowing.WindowedStream(
         STREAM, "nginx", AccessRecord, lambda df, watermark: edge_stats(df, window, watermark),
         to_rows)]
 

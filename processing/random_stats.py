@@ -27,8 +27,10 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import RandomNumber
 from common.settings import Settings
-from processing import pipeline
-from processing.jobs import JobContext, run_job
+from processing import windowing
+from processing.context import JobContext
+from processing.runner import run_job
+from processing.writer import RowsFn
 from storage.base import ResultRow
 
 STREAM = "random_stats"
@@ -65,36 +67,36 @@ def window_stats(numbers: DataFrame, window: str, edges: Sequence[float],
         F.min("seq").alias("first_seq"),
         F.max("seq").alias("last_seq"),
         distinct.alias("distinct_seq"),
-        *pipeline.timing_aggregates(),
+        *windowing.timing_aggregates(),
     )
     return grouped.select(
         "producer",
-        *pipeline.window_columns(),
+        *windowing.window_columns(),
         "count", "mean",
         F.when(F.isnan("stddev"), None).otherwise(F.col("stddev")).alias("stddev"),
         "min", "max", "histogram", "first_seq", "last_seq",
         (F.col("last_seq") - F.col("first_seq") + 1 - F.col("distinct_seq")).alias("gaps"),
         (F.col("count") - F.col("distinct_seq")).alias("duplicates"),
-        *pipeline.TIMING_COLUMNS,
+        *windowing.TIMING_COLUMNS,
     )
 
 
-def to_rows(edges: Sequence[float]) -> pipeline.RowsFn:
+def to_rows(edges: Sequence[float]) -> RowsFn:
     def convert(collected: list[dict[str, Any]]) -> list[ResultRow]:
         rows = []
         for r in collected:
             values = {c: r[c] for c in VALUE_COLUMNS}
             values["histogram"] = {"edges": list(edges), "counts": list(r["histogram"])}
-            rows.append(ResultRow(STREAM, str(r["producer"]), pipeline.from_micros(r["window_start_us"]),
-                                  pipeline.from_micros(r["window_end_us"]), values))
+            rows.append(ResultRow(STREAM, str(r["producer"]), windowing.from_micros(r["window_start_us"]),
+                                  windowing.from_micros(r["window_end_us"]), values))
         return rows
 
     return convert
 
 
-def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
-    window, edges = pipeline.seconds(settings.window_seconds), settings.random_bins
-    return [pipeline.WindowedStream(
+def windowed_streams(settings: Settings) -> list[windowing.WindowedStream]:
+    window, edges = windowing.seconds(settings.window_seconds), settings.random_bins
+    return [windowing.WindowedStream(
         STREAM, "random", RandomNumber,
         lambda df, watermark: window_stats(df, window, edges, watermark), to_rows(edges))]
 

@@ -30,14 +30,14 @@ from pyspark.sql import functions as F
 
 from common import catalogue
 from common.records import parse_time
-from processing import pipeline
-from processing.jobs import JobContext
+from processing import reading, windowing
+from processing.context import JobContext
 from storage.base import ResultRow
 
 log = logging.getLogger(__name__)
 
 
-def windowed_spec(stream: str, ctx: JobContext) -> pipeline.WindowedStream:
+def windowed_spec(stream: str, ctx: JobContext) -> windowing.WindowedStream:
     module = importlib.import_module(f"processing.{catalogue.stream(stream).job}")
     for spec in getattr(module, "windowed_streams", lambda _s: [])(ctx.settings):
         if spec.stream == stream:
@@ -61,7 +61,7 @@ def recompute(spark: SparkSession, ctx: JobContext, stream: str,
               start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[ResultRow]:
     """The rows of ``stream`` recomputed from the archive, for windows starting in [start, end)."""
     spec = windowed_spec(stream, ctx)
-    records = pipeline.valid(pipeline.parse_records(
+    records = reading.valid(reading.parse_records(
         archived_records(spark, ctx, spec.topic, start, end), spec.record_type))
     rows = spec.to_rows([r.asDict(recursive=True) for r in spec.transform(records, None).collect()])
     return [r for r in rows

@@ -34,9 +34,10 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.records import VmstatSample
 from common.settings import Settings
-from processing import pipeline
-from processing.jobs import JobContext, run_job
+from processing import windowing
+from processing.context import JobContext
 from processing.panes import PanedSliding, StoreRange
+from processing.runner import run_job
 from storage.base import ResultRow
 
 TUMBLING = "vmstat_tumbling"
@@ -67,9 +68,9 @@ def windowed_stats(samples: DataFrame, window: str, slide: str | None = None,
         ]
     bucket = F.window("event_time", window, slide) if slide else F.window("event_time", window)
     grouped = samples.groupBy(bucket.alias("window"), "host").agg(
-        *aggregates, *pipeline.timing_aggregates())
-    return grouped.select("host", *pipeline.window_columns(), *VALUE_COLUMNS,
-                          *pipeline.TIMING_COLUMNS)
+        *aggregates, *windowing.timing_aggregates())
+    return grouped.select("host", *windowing.window_columns(), *VALUE_COLUMNS,
+                          *windowing.TIMING_COLUMNS)
 
 
 def merge_panes(panes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class TumblingAndSliding:
     """
 
     def __init__(self, settings: Settings, stored: StoreRange | None = None) -> None:
-        self.tumbling = pipeline.result_rows(TUMBLING, "host", VALUE_COLUMNS)
+        self.tumbling = windowing.result_rows(TUMBLING, "host", VALUE_COLUMNS)
         self.sliding = PanedSliding(
             SLIDING, TUMBLING, merge_panes, dt.timedelta(seconds=settings.sliding_window_seconds),
             dt.timedelta(seconds=settings.slide_seconds),
@@ -108,19 +109,19 @@ class TumblingAndSliding:
         return tumbling + self.sliding(tumbling)
 
 
-def windowed_streams(settings: Settings) -> list[pipeline.WindowedStream]:
+def windowed_streams(settings: Settings) -> list[windowing.WindowedStream]:
     """The tumbling stream, and the sliding one derived from it (see
-    :class:`processing.pipeline.WindowedStream`)."""
-    tumbling = pipeline.seconds(settings.window_seconds)
+    :class:`processing.windowing.WindowedStream`)."""
+    tumbling = windowing.seconds(settings.window_seconds)
 
     def transform(df: DataFrame, watermark: str | None) -> DataFrame:
         return windowed_stats(df, tumbling, None, watermark)
 
     both = TumblingAndSliding(settings)
     return [
-        pipeline.WindowedStream(TUMBLING, "vmstat", VmstatSample, transform, both.tumbling,
+        windowing.WindowedStream(TUMBLING, "vmstat", VmstatSample, transform, both.tumbling,
                                 with_store=lambda stored: TumblingAndSliding(settings, stored)),
-        pipeline.WindowedStream(SLIDING, "vmstat", VmstatSample, transform,
+        windowing.WindowedStream(SLIDING, "vmstat", VmstatSample, transform,
                                 lambda collected: both.sliding(both.tumbling(collected)),
                                 derived=True),
     ]

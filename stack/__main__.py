@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         # The HTTP ingest and Locust (the heaviest to start) wait until every query has: each
         # query starts a Python reader that has only 10 s to connect back to the JVM, and a
         # busy machine makes it miss that (connect-back failures in CI, retried by
-        # processing.jobs.QuerySupervisor).
+        # processing.supervisor.QuerySupervisor).
         live_started = cases_started = args.no_spark
         if args.no_spark:
             start_live_sources()

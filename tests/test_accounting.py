@@ -24,8 +24,8 @@ from common.messages import QueryProgress
 from input.base import KafkaSink
 from input.random_numbers import RandomSource
 from processing import random_stats
+from processing.context import JobContext
 from processing.health import summarise_progress
-from processing.jobs import JobContext
 from storage.disk import DiskStore
 
 pytestmark = pytest.mark.spark

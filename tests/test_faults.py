@@ -105,7 +105,7 @@ def run_in_session(spark: Any, bootstrap: str, data_dir: Path, **env: str) -> No
     """The job as its --replay runs it, in the test session's Spark (one JVM start saved)."""
     from common import settings
     from processing import vmstat_windows
-    from processing.jobs import JobContext
+    from processing.context import JobContext
 
     cfg = settings.load(environ={"DATA_DIR": str(data_dir), "SHUFFLE_PARTITIONS": "2", **env})
     ctx = JobContext(spark, cfg, bootstrap, sink="disk", starting_offsets="earliest",

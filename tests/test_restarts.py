@@ -32,7 +32,7 @@ from common import settings
 from common.records import VmstatSample
 from common.waiting import eventually
 from processing import vmstat_windows
-from processing.jobs import JobContext
+from processing.context import JobContext
 from tests.test_faults import Spawned, all_rows, env_for, run_in_session
 
 pytestmark = pytest.mark.spark

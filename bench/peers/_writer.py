@@ -5,7 +5,7 @@ Each peer (``quix_windows.py``, ``pathway_windows.py``) computes, per host and w
 the newest ``produced_at`` and broker time of its input (milliseconds). :class:`PeerWriter`
 turns those into the rows ``bench/baseline.py`` and the Spark job write
 (``count``, ``<metric>_avg/_min/_max/_n``), upserts them through the kit's own
-``processing.pipeline.ResultWriter`` (one store transaction and one ``results`` message
+``processing.writer.ResultWriter`` (one store transaction and one ``results`` message
 per stream and flush, so /demo7 shows them and the benchmarks measure them the same way)
 and publishes a ``query_progress`` message per flush on ``health`` (query
 ``vmstat_windows@<engine>``) with the totals the throughput benchmark reads.
@@ -84,14 +84,14 @@ class PeerWriter:
     """Writes a flush's windows through ResultWriter and reports progress on ``health``."""
 
     def __init__(self, settings: settings_module.Settings, engine: str) -> None:
-        from processing import pipeline
+        from processing.writer import ResultWriter
 
         assert settings.kafka_bootstrap_servers
         self.settings = settings
         self.engine = engine
         self.query = f"vmstat_windows@{engine}"
         self._store: Any = None
-        self.writer = pipeline.ResultWriter(
+        self.writer = ResultWriter(
             TUMBLING, lambda rows: [], self._open_store, settings.kafka_bootstrap_servers,
             ttl=dt.timedelta(hours=settings.retention_hours))
         self.health = kafka.JsonPublisher(settings.kafka_bootstrap_servers)

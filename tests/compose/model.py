@@ -496,22 +496,6 @@ class Closure:
         return any(m == module or m.startswith(module + ".") for m in self.modules)
 
 
-def _dynamic_imports(module: str) -> list[str]:
-    """Modules a kit module imports by name at run time (``importlib.import_module``)."""
-    if module == "processing.jobs":
-        namespace: dict[str, Any] = {}
-        tree = ast.parse((ROOT / "processing" / "jobs.py").read_text())
-        for node in tree.body:
-            if isinstance(node, ast.AnnAssign | ast.Assign):
-                targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
-                names = [t.id for t in targets if isinstance(t, ast.Name)]
-                if {"STREAMING_JOBS", "BATCH_JOBS"} & set(names) and node.value is not None:
-                    namespace[names[0]] = ast.literal_eval(node.value)
-        jobs = [*namespace.get("STREAMING_JOBS", ()), *namespace.get("BATCH_JOBS", ())]
-        return [f"processing.{job}" for job in jobs]
-    return []
-
-
 def closure(entries: Iterable[str]) -> Closure:
     """First-party modules and third-party imports reachable from ``entries`` (any depth,
     function-level imports included, ``if TYPE_CHECKING:`` blocks excluded)."""
@@ -527,7 +511,6 @@ def closure(entries: Iterable[str]) -> Closure:
         result.modules.add(module)
         parts = module.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages
-        todo.extend(_dynamic_imports(module))
         for name in _imports(ast.parse(path.read_text(), str(path))):
             top = name.split(".")[0]
             if top in FIRST_PARTY:

@@ -32,7 +32,7 @@ IMAGE_NOT_SETTINGS = {"PATH", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITE
                       "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "SPARK_CONF_DIR"}
 SECRETS = ("CASSANDRA_USERNAME", "CASSANDRA_PASSWORD")
 #: What stopping ``python -m processing`` may take besides the running batches' end and a store
-#: connection's retries (processing.jobs.run_jobs): the health publisher's close (up to 5 s),
+#: connection's retries (processing.runner.run_jobs): the health publisher's close (up to 5 s),
 #: the queries' stops and Spark's own.
 STOP_OVERHEAD_S = 15.0
 
@@ -195,20 +195,21 @@ def test_a_sigterm_to_a_spark_container_reaches_the_python_driver_first() -> Non
 
 
 def test_the_processing_service_has_time_to_stop_its_queries() -> None:
-    from processing import jobs
+    from processing import supervisor
 
     service = SERVICES["processing"]
     settings = settings_module.load(environ=model.environment(service))
     grace = model.parse_duration(str(service.get("stop_grace_period", "10s")))
     # Running batches end (or are interrupted) within STOP_BETWEEN_BATCHES_S, but a query's
     # stop() waits for its batch's Python code, which may be retrying a Cassandra connection.
-    needed = jobs.STOP_BETWEEN_BATCHES_S + settings.cassandra_connect_timeout_s + STOP_OVERHEAD_S
+    needed = supervisor.STOP_BETWEEN_BATCHES_S + settings.cassandra_connect_timeout_s + STOP_OVERHEAD_S
     assert grace >= needed, (
         f"processing: stop_grace_period {grace:.0f} s < {needed:.0f} s it may need to stop cleanly")
 
 
 def test_streaming_and_batch_jobs_are_all_run_by_the_stack() -> None:
     from processing import jobs
+    from processing.runner import job_name
 
     streaming, batch = set(), set()
     for path in (model.ROOT / "processing").glob("*.py"):
@@ -219,10 +220,12 @@ def test_streaming_and_batch_jobs_are_all_run_by_the_stack() -> None:
             batch.add(path.stem)
     assert {"vmstat_windows", "census_stats"} <= streaming | batch
     assert model.command(SERVICES["processing"]) == ["python", "-m", "processing"]
-    assert streaming <= set(jobs.STREAMING_JOBS), (
+    run = {job_name(start) for start in jobs.STREAMING_JOBS}
+    assert streaming <= run, (
         f"streaming jobs the stack would not run (add them to processing.jobs.STREAMING_JOBS): "
-        f"{sorted(streaming - set(jobs.STREAMING_JOBS))}")
-    assert batch <= set(jobs.BATCH_JOBS), sorted(batch - set(jobs.BATCH_JOBS))
+        f"{sorted(streaming - run)}")
+    batches = {job_name(run_batch) for run_batch in jobs.BATCH_JOBS}
+    assert batch <= batches, sorted(batch - batches)
     census = model.command(SERVICES["census"])
     assert census == ["python", "-m", "processing.census_stats"] and "census_stats" in batch
 

@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from common.records import CaseReport, VmstatSample
 from processing import archive, case_reports, recompute, vmstat_windows
-from processing.jobs import JobContext
+from processing.context import JobContext
 from storage.disk import DiskStore
 from tests.processing.test_jobs_streaming import make_ctx, publish, run_once
 

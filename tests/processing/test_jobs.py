@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from common.records import AccessRecord, CaseReport, RandomNumber
-from processing import case_reports, census_stats, nginx_traffic, pipeline, random_stats
+from processing import case_reports, census_stats, nginx_traffic, random_stats, reading
 from processing.spark import KAFKA_SCHEMA
 from storage.base import ResultRow
 
@@ -32,7 +32,7 @@ def kafka_rows(spark: SparkSession, values: list[Any]) -> DataFrame:
 
 
 def parsed(spark: SparkSession, record_type: Any, records: list[Any]) -> DataFrame:
-    return pipeline.valid(pipeline.parse_records(
+    return reading.valid(reading.parse_records(
         kafka_rows(spark, [r.to_json() for r in records]), record_type))
 
 
@@ -189,7 +189,7 @@ def test_latest_cases_rows_are_keyed_by_id_at_their_event_time() -> None:
 
 
 def test_census_statistics_on_the_real_files(spark: SparkSession, test_settings: Any) -> None:
-    from processing.jobs import JobContext
+    from processing.context import JobContext
 
     ctx = JobContext(spark, test_settings, None)
     population, income = census_stats.read_inputs(spark, ctx)
@@ -210,76 +210,3 @@ def test_census_statistics_on_the_real_files(spark: SparkSession, test_settings:
     shares = [r.asDict() for r in census_stats.income_shares(income).where(
         "state = 'Alabama'").collect()]
     assert shares and sum(r["share"] for r in shares) == pytest.approx(1.0, abs=0.01)
-
-
-def test_only_the_host_metrics_job_runs_at_the_fast_trigger(tmp_path: Any) -> None:
-    from common import settings as settings_module
-    from processing.jobs import JobContext
-
-    s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
-                              "OTHER_TRIGGER_SECONDS": "5"})
-    ctx = JobContext(None, s, None)  # type: ignore[arg-type]
-    assert ctx.for_job("vmstat_windows").trigger_seconds is None  # TRIGGER_SECONDS
-    other = ctx.for_job("case_reports")
-    assert other.trigger_seconds == 5.0
-    assert other.ledger is ctx.ledger and other._stores is ctx._stores  # shared, closed once
-
-
-def _recorded_triggers(spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-                       other_trigger_seconds: str) -> tuple[Any, dict[str, float | None]]:
-    """A JobContext whose jobs read no Kafka and start no query, and the ``trigger_seconds``
-    each query would have started with, by query name (filled as jobs start)."""
-    import types
-
-    from common import settings as settings_module
-    from processing.jobs import JobContext
-
-    s = settings_module.load({"DATA_DIR": str(tmp_path), "TRIGGER_SECONDS": "1",
-                              "OTHER_TRIGGER_SECONDS": other_trigger_seconds})
-    monkeypatch.setattr(JobContext, "read",
-                        lambda self, role: spark.createDataFrame([], KAFKA_SCHEMA))
-    triggers: dict[str, float | None] = {}
-
-    def start_query(df: DataFrame, name: str, *args: Any, **kwargs: Any) -> Any:
-        triggers[name] = kwargs["trigger_seconds"]
-        return types.SimpleNamespace(name=name)
-
-    monkeypatch.setattr(pipeline, "start_query", start_query)
-    return JobContext(spark, s, "127.0.0.1:9", sink="disk"), triggers
-
-
-def test_the_host_metrics_job_is_one_query_on_the_fast_trigger(
-    spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from processing import vmstat_windows
-
-    shared, triggers = _recorded_triggers(spark, tmp_path, monkeypatch, "5")
-    ctx = shared.for_job("vmstat_windows")
-    vmstat_windows.start(spark, ctx)
-    # None: TRIGGER_SECONDS; the sliding windows are built from the tumbling ones' batches.
-    assert triggers == {"vmstat_tumbling@disk": None}
-    assert set(ctx.launchers) == set(triggers)  # each can be restarted alone
-
-
-def test_the_other_jobs_queries_run_on_other_trigger_seconds(
-    spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from processing import case_reports, random_stats
-
-    ctx, triggers = _recorded_triggers(spark, tmp_path, monkeypatch, "10")
-    random_stats.start(spark, ctx.for_job("random_stats"))
-    case_reports.start(spark, ctx.for_job("case_reports"))
-    assert len(triggers) == 3
-    assert set(triggers.values()) == {10.0}, triggers
-
-
-def test_a_retention_cassandra_cannot_keep_is_refused_before_spark_starts(
-        capfd: pytest.CaptureFixture[str]) -> None:
-    from processing.jobs import run_jobs
-
-    # 120,000 h (under the 20-year TTL limit) from now ends in 2040, past 2038-01-19.
-    code = run_jobs("test", [], "test", argv=["--cassandra-hosts", "127.0.0.1",
-                                               "--retention-hours", "120000"])
-    assert code == 2
-    logged = capfd.readouterr().err
-    assert "RETENTION_HOURS=120000" in logged and "2038-01-19" in logged

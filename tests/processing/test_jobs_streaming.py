@@ -16,7 +16,7 @@ from buffer import kafka
 from common import settings
 from common.records import AccessRecord, CaseReport, RandomNumber, Record
 from processing import case_reports, census_stats, nginx_traffic, random_stats
-from processing.jobs import JobContext
+from processing.context import JobContext
 from storage.disk import DiskStore
 
 pytestmark = pytest.mark.spark

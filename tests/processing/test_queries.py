@@ -1,5 +1,5 @@
 """``python -m processing`` lets the 1 s host-metrics query run its first batch with data alone
-before it starts the others (``pipeline.wait_for_first_batch``). Real queries on the test session."""
+before it starts the others (``queries.wait_for_first_batch``). Real queries on the test session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from processing.pipeline import wait_for_first_batch
+from processing.queries import wait_for_first_batch
 
 pytestmark = pytest.mark.spark
 
