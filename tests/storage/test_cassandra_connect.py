@@ -17,21 +17,10 @@ from typing import Any
 
 import pytest
 
-from common.settings import load
 from storage.base import Store, StoreError
 from storage.cassandra import CassandraStore
 from storage.cassandra_connect import backoff_delays, is_unavailable, tls_context
-
-PASSWORD = "pw-7f3a9c-never-logged"
-
-
-def store_at(port: int, timeout_s: float = 1.0, **kwargs: Any) -> CassandraStore:
-    settings = load(environ={
-        "CASSANDRA_HOSTS": "127.0.0.1", "CASSANDRA_PORT": str(port),
-        "CASSANDRA_USERNAME": "kit", "CASSANDRA_PASSWORD": PASSWORD,
-        "CASSANDRA_CONNECT_TIMEOUT_S": str(timeout_s), **kwargs,
-    })
-    return CassandraStore.from_settings(settings)
+from tests.storage.support import PASSWORD, RecordingStore, all_log_text, store_at
 
 
 def test_from_settings_configures_the_driver(closed_port: int) -> None:
@@ -74,11 +63,6 @@ def test_backoff_doubles_up_to_a_cap() -> None:
 
 
 # -- a real failed connection --------------------------------------------------------------
-
-
-def all_log_text(records: list[logging.LogRecord]) -> str:
-    formatter = logging.Formatter()
-    return "\n".join(formatter.format(r) for r in records)
 
 
 def test_an_unreachable_server_fails_within_the_deadline_naming_host_and_port(
@@ -223,23 +207,6 @@ def test_driver_errors_are_told_apart_outage_or_not() -> None:
 
 
 # -- one quick attempt ---------------------------------------------------------------------
-
-
-class RecordingStore(CassandraStore):
-    """The store, remembering every driver Cluster it made."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.clusters: list[Any] = []
-
-        make = self.connector.new_cluster
-
-        def recording(connect_timeout_s: float, control_timeout_s: float = 10.0) -> Any:
-            cluster = make(connect_timeout_s, control_timeout_s)
-            self.clusters.append(cluster)
-            return cluster
-
-        self.connector.new_cluster = recording  # type: ignore[method-assign]
 
 
 def test_one_quick_attempt_fails_fast_as_unavailable(closed_port: int) -> None:

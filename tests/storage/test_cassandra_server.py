@@ -23,7 +23,7 @@ from storage.base import ResultRow, StoreError, StoreUnavailable
 from storage.cassandra import CassandraStore
 from storage.cassandra_rows import CLOCK_SKEW_S, INDEX_TTL_MARGIN_S, MAX_EXPIRY_S
 from storage.cassandra_schema import Statements
-from tests.storage.test_cassandra_connect import RecordingStore
+from tests.storage.support import RecordingStore
 
 T0 = dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC)
 SECOND = dt.timedelta(seconds=1)

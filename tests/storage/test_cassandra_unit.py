@@ -20,7 +20,7 @@ from storage.base import ResultRow, StoreError
 from storage.cassandra import CassandraStore
 from storage.cassandra_connect import Connector
 from storage.cassandra_rows import INDEX_TTL_MARGIN_S
-from tests.storage.test_cassandra_connect import PASSWORD, all_log_text, store_at
+from tests.storage.support import PASSWORD, all_log_text, store_at
 
 T0 = dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC)
 
