@@ -101,9 +101,13 @@ def test_index_lists_the_demos_live(server: LiveServer, page: Page) -> None:
 
 
 def test_demo1_host_metrics_raw(server: LiveServer, page: Page) -> None:
-    open_page(page, server, "/demo1")
+    p = open_page(page, server, "/demo1")
     push_and_wait(page, lambda: server.push_records(
         "vmstat", data.vmstat_records(5, NOW + dt.timedelta(seconds=5))))
+    # Series labels come from the server's VmstatSample.METRIC_LABELS, less the chart's word.
+    assert p.locator("figure:has(#chart-cpu) .legend .label").all_text_contents() == ["user", "system", "iowait"]
+    assert p.locator("figure:has(#chart-mem) .legend .label").all_text_contents() == ["used", "available", "cache"]
+    assert p.locator("figure:has(#chart-net) .legend .label").all_text_contents() == ["in", "out"]
     finish(page, "demo1")
 
 

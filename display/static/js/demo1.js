@@ -2,15 +2,18 @@
 (function () {
   "use strict";
   const LIMIT = 300; // samples kept per host (5 minutes at 1/s)
+  // Labels and units from the server (common/records.py VmstatSample.METRIC_LABELS); a
+  // chart's series share their label's first word ("CPU user" -> "user" in the CPU chart).
+  const METRICS = Kit.metricLabels();
+  function chart(selector, ids) {
+    const series = ids.map((id) => ({ id, label: METRICS.get(id).label.split(" ").slice(1).join(" ") }));
+    return new Kit.LineChart(selector, { unit: METRICS.get(ids[0]).unit, yMin: 0, series });
+  }
   const charts = {
-    cpu: new Kit.LineChart("#chart-cpu", { unit: "%", yMin: 0, series: [
-      { id: "cpu_user", label: "user" }, { id: "cpu_system", label: "system" }, { id: "cpu_iowait", label: "iowait" }] }),
-    mem: new Kit.LineChart("#chart-mem", { unit: "bytes", yMin: 0, series: [
-      { id: "mem_used", label: "used" }, { id: "mem_available", label: "available" }, { id: "mem_cached", label: "cache" }] }),
-    net: new Kit.LineChart("#chart-net", { unit: "bytes/s", yMin: 0, series: [
-      { id: "net_in_bps", label: "in" }, { id: "net_out_bps", label: "out" }] }),
-    disk: new Kit.LineChart("#chart-disk", { unit: "bytes/s", yMin: 0, series: [
-      { id: "disk_read_bps", label: "read" }, { id: "disk_write_bps", label: "write" }] }),
+    cpu: chart("#chart-cpu", ["cpu_user", "cpu_system", "cpu_iowait"]),
+    mem: chart("#chart-mem", ["mem_used", "mem_available", "mem_cached"]),
+    net: chart("#chart-net", ["net_in_bps", "net_out_bps"]),
+    disk: chart("#chart-disk", ["disk_read_bps", "disk_write_bps"]),
   };
   let samples = [];
   let host = null;

@@ -2,8 +2,7 @@
 (function () {
   "use strict";
   // metric -> [label, unit], in chart order, from the server (common/records.py VmstatSample)
-  const METRICS = Object.fromEntries(JSON.parse(document.getElementById("metric-labels").textContent)
-    .map(([id, label, unit]) => [id, [label, unit]]));
+  const METRICS = Object.fromEntries([...Kit.metricLabels()].map(([id, m]) => [id, [m.label, m.unit]]));
   const STREAMS = ["vmstat_tumbling", "vmstat_sliding"];
   const LIMIT = 180; // windows kept per stream and host
   const rows = new Map(); // stream -> Map(key|window_start -> row)

@@ -51,6 +51,13 @@
     return Kit.fmt.number;
   };
   Kit.parseTime = (s) => (s ? new Date(s) : null);
+  /** Host-metric labels and units the server put in the page (common/records.py
+   *  VmstatSample.METRIC_LABELS): Map metric -> {label, unit}, in the server's order. */
+  Kit.metricLabels = function () {
+    const element = document.getElementById("metric-labels");
+    const entries = element ? JSON.parse(element.textContent) : [];
+    return new Map(entries.map(([id, label, unit]) => [id, { label, unit }]));
+  };
   /** The n-th series colour, as a CSS variable reference (follows the theme). */
   Kit.color = (i) => `var(--s${(i % 8) + 1})`;
   /** The colour a "var(--name)" stands for now. */
