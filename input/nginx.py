@@ -259,7 +259,8 @@ class NginxDemoSource(NginxTailSource):
                  service_map: ServiceMap | Iterable[str] = (), poll_interval: float = 0.25,
                  count: int | None = None, clock: Clock = utc_now, seed: int | None = None,
                  sleep: Sleep | None = None) -> None:
-        from input.nginx_demo import MAX_RATE, DemoSite
+        from input.nginx_demo.site import DemoSite
+        from input.nginx_demo.traffic import MAX_RATE
 
         if not 0 < rate <= MAX_RATE:
             raise ValueError(f"demo rate must be in (0, {MAX_RATE:.0f}] requests/s, got {rate}")
@@ -272,7 +273,8 @@ class NginxDemoSource(NginxTailSource):
         self._fallback: NginxReplaySource | None = None
 
     def run(self, sink: Sink) -> Counters:
-        from input.nginx_demo import NginxError, TrafficDriver, mixed_requests
+        from input.nginx_demo import NginxError
+        from input.nginx_demo.traffic import TrafficDriver, mixed_requests
 
         try:
             self.site.start()
@@ -306,7 +308,7 @@ def demo_source(settings: Settings, rate: float = 5.0, use_nginx: bool = True,
                 count: int | None = None) -> Source:
     """The demo: a real nginx if one is installed (and ``use_nginx``), else the shipped
     recording replayed in a loop with re-timed events (at NGINX_REPLAY_SPEED, 1 if 0)."""
-    from input.nginx_demo import find_nginx
+    from input.nginx_demo.site import find_nginx
 
     nginx = find_nginx() if use_nginx else None
     if nginx is not None:

@@ -17,8 +17,8 @@ NOT_NEEDED: dict[str, dict[str, str]] = {}
 #: Settings a service's code reaches (imports followed statically) but never reads in its
 #: container, with why: their default paths need not exist in the image.
 UNREAD_SETTINGS: dict[tuple[str, str], str] = {
-    ("sources", "jars_dir"): "input.nginx_demo imports buffer.broker for free_port() only; the "
-                             "compose stack's broker is the kafka service",
+    ("sources", "jars_dir"): "input.nginx_demo.site imports buffer.broker for free_port() only; "
+                             "the compose stack's broker is the kafka service",
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from input.nginx import SHIPPED_RECORDING
-from input.nginx_demo import find_nginx
+from input.nginx_demo.site import find_nginx
 from tests.kafka_topics import read_topic
 
 RECORDED = SHIPPED_RECORDING.read_bytes().splitlines()

@@ -1,4 +1,5 @@
-"""The NGINX demo (input/nginx_demo.py): its config, traffic, a real nginx, nothing left behind."""
+"""The NGINX demo as a source (input/nginx.py over input/nginx_demo/): into Kafka with and
+without nginx, a restart, nothing left behind. Its parts: tests/input/nginx_demo/."""
 
 from __future__ import annotations
 
@@ -14,18 +15,12 @@ import pytest
 
 from buffer.topics import Topic
 from common import settings
-from common.accesslog import FORMATS, AccessLogParser
+from common.accesslog import AccessLogParser
 from input.base import KafkaSink, ListSink
 from input.nginx import (
     NginxDemoSource,
     NginxReplaySource,
     demo_source,
-)
-from input.nginx_demo import (
-    TrafficDriver,
-    client_hello,
-    render_config,
-    request_bytes,
 )
 from tests.input.nginx_support import (
     SERVICES,
@@ -35,30 +30,6 @@ from tests.input.nginx_support import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-# -- the demo site
-
-
-def test_the_demo_config_uses_the_documented_format(tmp_path: Path) -> None:
-    ports = {"port": 8080, "api_a": 1, "api_b": 2, "dead": 3, "dead2": 4, "auth": 5, "reports": 6}
-    text = render_config(tmp_path, ports, tmp_path / "combined.log")
-    assert FORMATS["upstream"] in text.replace("'\n                        '", "")
-    assert f"access_log {tmp_path / 'access.log'} upstream;" in text
-    assert f"access_log {tmp_path / 'combined.log'} combined;" in text
-    assert "listen 127.0.0.1:8080 default_server;" in text
-    with pytest.raises(RuntimeError, match="REPORTS"):
-        render_config(tmp_path, {k: v for k, v in ports.items() if k != "reports"})
-
-
-def test_requests_and_traffic_bounds() -> None:
-    assert request_bytes("GET", "/x", headers=[("User-Agent", b"a\tb")]) == (
-        b"GET /x HTTP/1.1\r\nHost: shop.local\r\nUser-Agent: a\tb\r\nConnection: close\r\n\r\n")
-    assert request_bytes("GET", "/", version="") == b"GET /\r\n\r\n"
-    hello = client_hello()
-    assert hello[:2] == b"\x16\x03" and len(hello) > 100
-    with pytest.raises(ValueError, match="rate"):
-        TrafficDriver(1, iter([]), rate=1000)
 
 
 def test_demo_without_nginx_into_kafka(bootstrap: str, new_topic: Callable[[int], str],

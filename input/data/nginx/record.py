@@ -4,7 +4,7 @@ Run from the repository root (needs an nginx binary, e.g. Debian's nginx-light):
 
     .venv/bin/python input/data/nginx/record.py [--out input/data/nginx] [--seed 7]
 
-It starts ``input.nginx_demo.DemoSite`` (nginx with ``TZ=Europe/Berlin``, so
+It starts ``input.nginx_demo.site.DemoSite`` (nginx with ``TZ=Europe/Berlin``, so
 ``$time_local`` carries +0100 or +0200; upstreams in this process, some failing
 or timing out), sends traffic in phases of different rates with idle gaps
 between them, plus a fixed set of odd requests (raw garbage, real TLS
@@ -37,7 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from input.nginx_demo import CLIENTS, DemoSite, client_hello, mixed_requests, request_bytes, send
+from input.nginx_demo.site import DemoSite
+from input.nginx_demo.traffic import CLIENTS, client_hello, mixed_requests, request_bytes, send
 
 log = logging.getLogger("record")
 
