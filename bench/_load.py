@@ -10,7 +10,7 @@ Two modes, both writing the records the kit's host-metrics source writes
   change), for the throughput steps, so that the generator takes as little of the
   2 cores as it can (about a sixth of a core at 80,000/s).
 
-Run by the benchmarks (``bench/_common.Load``), or alone::
+Run by the benchmarks (``bench/_loadgen.Load``), or alone::
 
     .venv/bin/python bench/_load.py --bootstrap 127.0.0.1:9092 --rate 1000 --seconds 10
 

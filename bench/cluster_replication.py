@@ -31,6 +31,7 @@ from confluent_kafka.admin import NewTopic
 from buffer import kafka
 from common.records import RandomNumber
 from common.settings import load
+from common.stats import percentile
 from stack.cluster import Cluster
 from stack.supervisor import Supervisor
 
@@ -67,13 +68,12 @@ def run_once(bootstrap: str, replicas: int, min_isr: int, records: int) -> dict[
                          on_delivery=timed(time.perf_counter()))
         producer.poll(0)
     producer.flush(30)
-    waits.sort()
 
     def pct(q: float) -> float:
-        return round(waits[min(len(waits) - 1, int(len(waits) * q))] * 1000, 1)
+        return round(percentile(waits, q) * 1000, 1)
 
     return {"replicas": replicas, "min_insync": min_isr, "records_per_s": round(rate),
-            "ack_p50_ms": pct(0.5), "ack_p95_ms": pct(0.95), "ack_p99_ms": pct(0.99)}
+            "ack_p50_ms": pct(50), "ack_p95_ms": pct(95), "ack_p99_ms": pct(99)}
 
 
 def main(argv: list[str] | None = None) -> int:

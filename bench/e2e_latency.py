@@ -70,31 +70,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (
-    ENGINE_CODE,
-    ENGINE_KINDS,
-    PEER_SCRIPTS,
+from bench._engines import ENGINE_CODE, ENGINE_KINDS, PEER_SCRIPTS, code_lines, engine_argv
+from bench._listen import Listener
+from bench._loadgen import Load
+from bench._processes import (
     ROOT,
-    Listener,
-    Load,
-    MemorySampler,
-    Stack,
     Workspace,
     base_env,
-    code_lines,
-    cpu_seconds,
-    emit,
-    engine_argv,
     install_signal_handlers,
-    loadavg,
-    machine,
-    machine_cpu_seconds,
-    rounded,
-    say,
-    summary,
-    table,
+    stop_process,
     wait_for,
 )
+from bench._report import emit, loadavg, machine, rounded, say, summary, table
+from bench._stack import Stack
+from bench._usage import MemorySampler, cpu_seconds, machine_cpu_seconds
 from common.records import parse_time
 
 TAIL_S = 5.0
@@ -308,8 +297,6 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         if load is not None:
             load.stop()
         if baseline is not None:
-            from bench._common import stop_process
-
             stop_process(baseline, grace_s=20)
         say(f"[{name}] stopping the stack (Ctrl-C) ...")
         stack.stop()

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import emit, loadavg, say, table
+from bench._report import emit, loadavg, say, table
 from common import records
 from common.accesslog import AccessLogParser
 from common.records import AccessRecord, VmstatSample, utc_now

@@ -32,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import PY, ROOT, emit, loadavg, machine, say, table
+from bench._processes import PY, ROOT
+from bench._report import emit, loadavg, machine, say, table
 
 BENCHMARKS = {
     "nginx_parse": (["bench/nginx_parse.py"], ["--repeat", "2", "--lines", "200000"]),

@@ -56,23 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import KafkaException
 
-from bench._common import (
-    Health,
-    Load,
-    MemorySampler,
-    Stack,
-    Workspace,
-    _kind,
-    emit,
-    install_signal_handlers,
-    loadavg,
-    machine,
-    say,
-    slope,
-    stop_process,
-    table,
-    wait_for,
-)
+from bench._listen import Health
+from bench._loadgen import Load
+from bench._processes import Workspace, install_signal_handlers, stop_process, wait_for
+from bench._report import emit, loadavg, machine, say, slope, table
+from bench._stack import Stack
+from bench._usage import MemorySampler, _kind
 from buffer import kafka, topics
 from common import catalogue
 from common.records import parse_time

@@ -25,16 +25,29 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import emit, in_process_spark_settings, machine, say, table
 from bench._load import sample
+from bench._report import emit, machine, say, table
+
+
+def in_process_spark_settings(prefix: str) -> Any:
+    """Settings for a benchmark that runs Spark in its own process: ``local[2]``, 2 shuffle
+    partitions, quiet logs, a fresh temporary DATA_DIR (``settings.data_dir``)."""
+    from common import settings
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    return settings.load(environ={"DATA_DIR": str(data_dir), "SHUFFLE_PARTITIONS": "2",
+                                  "SPARK_MASTER": "local[2]", "LOG_LEVEL": "warning"})
 
 
 def typed_parse(kafka_rows: Any, record_type: Any) -> Any:

@@ -53,6 +53,7 @@ table per engine; the last line is one JSON object: ``max_sustained_eps``,
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -61,34 +62,42 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (
-    ENGINE_KINDS,
-    PEER_SCRIPTS,
+from bench._engines import ENGINE_KINDS, PEER_SCRIPTS, engine_argv
+from bench._listen import Health
+from bench._loadgen import Load
+from bench._processes import (
     PY,
-    Health,
-    Load,
-    MemorySampler,
     Workspace,
     base_env,
-    cpu_seconds,
-    emit,
-    engine_argv,
     install_signal_handlers,
-    loadavg,
-    machine,
-    say,
-    slope,
     stop_process,
-    store_count,
-    table,
     wait_for,
 )
+from bench._report import emit, loadavg, machine, say, slope, table
+from bench._usage import MemorySampler, cpu_seconds
 from buffer.broker import EmbeddedBroker
 
 PEERS = tuple(PEER_SCRIPTS)
 HOSTS = 24  # distinct hosts (Kafka keys) of a step, whatever the number of generators
 SLOPE_LIMIT = 0.02  # lag may grow by at most 2% of the rate per second
 BACKLOG_LIMIT_S = 5.0  # and end the step with at most 5 s of input waiting (+ its trigger)
+
+
+def store_count(sqlite_path: Path, stream: str, key_prefix: str) -> tuple[int, int]:
+    """(sum of ``count`` over the stream's rows whose key starts with the prefix, rows)."""
+    import sqlite3
+
+    if not sqlite_path.exists():
+        return 0, 0
+    conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT payload FROM results WHERE stream = ? AND key LIKE ?",
+                            (stream, key_prefix.replace("%", "") + "%")).fetchall()
+    except sqlite3.OperationalError:  # no table yet
+        return 0, 0
+    finally:
+        conn.close()
+    return sum(int(json.loads(p).get("count") or 0) for (p,) in rows), len(rows)
 
 
 def queries(engine: str) -> list[str]:

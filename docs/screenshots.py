@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import say  # noqa: E402 - after the path that finds it
+from bench._report import say  # noqa: E402 - after the path that finds it
 from buffer.broker import free_port  # noqa: E402
 from common.waiting import eventually  # noqa: E402
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path  # noqa: E402

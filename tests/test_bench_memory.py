@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench._common import _kind, without_spawns_in_flight
+from bench._usage import _kind, without_spawns_in_flight
 
 JAVA = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
 PYTHON = "/work/.venv/bin/python"

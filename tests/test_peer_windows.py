@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from bench._common import PEER_SCRIPTS, PEERS_PY, engine_argv
+from bench._engines import PEER_SCRIPTS, PEERS_PY, engine_argv
 from bench.baseline import Windows, parse
 from buffer import kafka
 from common.records import VmstatSample, format_time, utc_now
