@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._processes import PY, ROOT, Workspace, base_env, stop_process
+from bench._processes import PY, ROOT, Workspace, base_env
+from common import processes
 
 LOAD_SCRIPT = ROOT / "bench" / "_load.py"
 
@@ -54,4 +55,4 @@ class Load:
         return self.done
 
     def stop(self) -> None:
-        stop_process(self.proc, grace_s=30)
+        processes.stop(self.proc, 30, group=True)

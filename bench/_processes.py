@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._report import say
+from common import processes
 
 #: The repository: the children's working directory.
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,26 +45,6 @@ def _data_dir_processes(folder: Path) -> list[Any]:
     return found
 
 
-def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace_s: float = 30.0,
-                 group: bool = True) -> int | None:
-    """Signal a process we started (its group with ``group``), wait, then SIGKILL the group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            say(f"pid {proc.pid} did not stop within {grace_s:.0f} s: killing it")
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left in its group
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    return proc.returncode
-
-
 class Workspace:
     """A fresh folder and the processes started in it; :meth:`close` stops them all.
 
@@ -81,19 +62,15 @@ class Workspace:
 
     def start(self, argv: Sequence[str], log_name: str, env: dict[str, str] | None = None,
               stdout_pipe: bool = False) -> subprocess.Popen[Any]:
-        """Start a child in its own session; output to ``log_name`` (or a pipe)."""
-        out: Any = subprocess.PIPE if stdout_pipe else self.path(log_name).open("wb")
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT if not stdout_pipe else
-                                self.path(log_name).open("wb"),
-                                env=env, cwd=ROOT, start_new_session=True,
-                                text=stdout_pipe)
+        """Start a child in its own session; output to ``log_name`` (stdout to a text pipe
+        with ``stdout_pipe``, stderr to ``log_name``)."""
+        proc = processes.start(argv, self.path(log_name), env, cwd=ROOT, pipe_stdout=stdout_pipe)
         self._procs.append(proc)
         return proc
 
     def close(self) -> None:
         for proc in reversed(self._procs):
-            stop_process(proc, grace_s=20)
+            processes.stop(proc, 20, group=True)
         for proc in _data_dir_processes(self.dir):
             say(f"killing leftover pid {proc.pid} ({' '.join(proc.cmdline()[:3])})")
             with contextlib.suppress(Exception):

@@ -9,7 +9,8 @@ import threading
 import time
 import urllib.request
 
-from bench._processes import PY, Workspace, base_env, free_port, stop_process, wait_for
+from bench._processes import PY, Workspace, base_env, free_port, wait_for
+from common import processes
 
 
 class Stack:
@@ -105,4 +106,4 @@ class Stack:
     def stop(self) -> None:
         """Ctrl-C, as a user stops ``make run``; the stack stops its children in order."""
         if self.proc is not None:
-            stop_process(self.proc, signal.SIGINT, grace_s=60, group=False)
+            processes.stop(self.proc, 60, signal.SIGINT)

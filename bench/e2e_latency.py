@@ -73,17 +73,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._engines import ENGINE_CODE, ENGINE_KINDS, PEER_SCRIPTS, code_lines, engine_argv
 from bench._listen import Listener
 from bench._loadgen import Load
-from bench._processes import (
-    ROOT,
-    Workspace,
-    base_env,
-    install_signal_handlers,
-    stop_process,
-    wait_for,
-)
+from bench._processes import ROOT, Workspace, base_env, install_signal_handlers, wait_for
 from bench._report import emit, loadavg, machine, rounded, say, summary, table
 from bench._stack import Stack
 from bench._usage import MemorySampler, cpu_seconds, machine_cpu_seconds
+from common import processes
 from common.records import parse_time
 
 TAIL_S = 5.0
@@ -297,7 +291,7 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         if load is not None:
             load.stop()
         if baseline is not None:
-            stop_process(baseline, grace_s=20)
+            processes.stop(baseline, 20, group=True)
         say(f"[{name}] stopping the stack (Ctrl-C) ...")
         stack.stop()
     assert mem is not None and listener is not None

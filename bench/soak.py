@@ -58,12 +58,12 @@ from confluent_kafka import KafkaException
 
 from bench._listen import Health
 from bench._loadgen import Load
-from bench._processes import Workspace, install_signal_handlers, stop_process, wait_for
+from bench._processes import Workspace, install_signal_handlers, wait_for
 from bench._report import emit, loadavg, machine, say, slope, table
 from bench._stack import Stack
 from bench._usage import MemorySampler, _kind
 from buffer import kafka, topics
-from common import catalogue
+from common import catalogue, processes
 from common.records import parse_time
 
 MIB = 2**20
@@ -484,7 +484,7 @@ def main() -> int:
             if unread is not None:
                 unread.close()
             if load is not None:
-                stop_process(load.proc, grace_s=30)
+                processes.stop(load.proc, 30, group=True)
             say("stopping the stack (Ctrl-C) ...")
             stack.stop()
         exits = [line for line in stack.lines if "exited with code" in line]

@@ -70,12 +70,12 @@ from bench._processes import (
     Workspace,
     base_env,
     install_signal_handlers,
-    stop_process,
     wait_for,
 )
 from bench._report import emit, loadavg, machine, say, slope, table
 from bench._usage import MemorySampler, cpu_seconds
 from buffer.broker import EmbeddedBroker
+from common import processes
 
 PEERS = tuple(PEER_SCRIPTS)
 HOSTS = 24  # distinct hosts (Kafka keys) of a step, whatever the number of generators
@@ -299,7 +299,7 @@ class EngineRun:
     def close(self) -> None:
         self.memory.stop()
         self.health.close()
-        stop_process(self.proc, grace_s=30)
+        processes.stop(self.proc, 30, group=True)
         self.broker.stop()
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from common import processes
+
 __all__ = ["JvmError", "JvmProcess", "classpath", "free_port", "free_port_on_every",
            "java_command", "log_tail", "port_is_taken"]
 
@@ -133,14 +135,10 @@ class JvmProcess:
     def start(self) -> str:
         """Start the process and wait until it answers; returns its address."""
         argv = self.prepare()
-        with self.log_path.open("ab") as out:
-            out.write(f"\n--- {self.engine.lower()} starting on {self.address} at "
-                      f"{time.ctime()}\n".encode())
-            out.flush()
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C goes to our supervisor, which stops it in order
-            )
+        # In a session of its own: Ctrl-C goes to our supervisor, which stops it in order.
+        self._process = processes.start(
+            argv, self.log_path, append=True,
+            header=f"--- {self.engine.lower()} starting on {self.address} at {time.ctime()}")
         try:
             self.wait_ready(lambda: self._process.poll() if self._process else -1)
         except BaseException:
@@ -162,13 +160,7 @@ class JvmProcess:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0f s: killed", self.engine, timeout_s)
-            process.kill()
-            process.wait()
+        processes.stop(process, timeout_s, what=self.engine)
 
     def __enter__(self) -> JvmProcess:
         self.start()

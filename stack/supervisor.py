@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import processes
+
 __all__ = ["Child", "GaveUp", "RestartPolicy", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -50,14 +50,6 @@ def become_subreaper() -> bool:
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except OSError:
         return False
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the supervisor's own cleanup still stops the children
 
 
 @dataclass
@@ -84,15 +76,9 @@ class Child:
     address: str | None = None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            out.write(f"\n--- {self.name} starting at {time.ctime()}: {' '.join(self.argv)}\n".encode())
-            out.flush()
-            self.process = subprocess.Popen(
-                list(self.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=dict(self.env), start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
+        self.process = processes.start(
+            self.argv, self.log_path, self.env, append=True, die_with_parent=True,
+            header=f"--- {self.name} starting at {time.ctime()}: {' '.join(self.argv)}")
         self.started_at = time.monotonic()
         self.ready = not self.needs_ready
 
@@ -102,20 +88,17 @@ class Child:
 
     def signal_leader(self, sig: int) -> None:
         """Signal the child itself; it stops its own helpers (Spark stops its JVM) in order."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
+        if self.process is not None:
+            processes.send(self.process, sig)
 
     def kill_group(self) -> None:
         """SIGKILL what is left of the child's session (its process group) after it exited."""
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            processes.kill_group(self.process)
 
     def signal_group(self, sig: int) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
+        if self.process is not None:
+            processes.send(self.process, sig, group=True)
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -232,17 +215,10 @@ class Supervisor:
                 child.signal_leader(signal.SIGTERM)
             deadline = time.monotonic() + self.grace_s
             for child in group:
-                if child.process is None:
-                    continue
-                try:
-                    child.process.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop within %.0f s: killing it", child.name,
-                                self.grace_s)
-                # Kill whatever is left in the group (e.g. Spark's JVM and Python workers).
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
+                if child.process is not None:
+                    # Then whatever is left in its group (e.g. Spark's JVM and Python workers).
+                    processes.finish(child.process, max(0.1, deadline - time.monotonic()),
+                                     child.name)
         self.stop_adopted(own)
 
     def stop_adopted(self, own: set[int], grace_s: float = 5.0) -> None:

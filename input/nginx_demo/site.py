@@ -11,19 +11,16 @@ stopped at the next start.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from buffer.broker import free_port
+from common import processes
 from common.waiting import eventually
 from input.nginx_demo import NginxError
 from input.nginx_demo.config import READY_PATH, render_config
@@ -33,27 +30,6 @@ from input.nginx_demo.upstreams import Upstreams
 __all__ = ["DemoSite", "find_nginx"]
 
 log = logging.getLogger(__name__)
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """On Linux: a pre-exec hook so that nginx's master gets SIGTERM if the thread that
-    started it dies without stopping it (kill -9 of the source). None elsewhere.
-
-    libc is loaded here, in the parent; the child only makes the one prctl call.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    prctl = libc.prctl
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return hook
 
 
 def find_nginx(explicit: str | None = None) -> str | None:
@@ -153,14 +129,9 @@ class DemoSite:
                                check=False)
         if check.returncode != 0:
             raise NginxError(f"nginx -t failed for {self.config_path}:\n{check.stderr.strip()}")
-        errors = (self.work / "nginx.out").open("wb")
-        try:
-            self._process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
-                                             stdout=errors, stderr=subprocess.STDOUT,
-                                             start_new_session=True,
-                                             preexec_fn=_parent_death_signal())
-        finally:
-            errors.close()
+        # If the thread that started it dies without stopping it (kill -9 of the source),
+        # nginx's master gets SIGTERM.
+        self._process = processes.start(args, self.work / "nginx.out", env, die_with_parent=True)
         log.info("nginx started (pid %d) on 127.0.0.1:%d; log %s", self._process.pid, self.port,
                  self.access_log)
 
@@ -188,17 +159,9 @@ class DemoSite:
         """Stop nginx (and its workers) and the upstreams. Idempotent."""
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)  # fast shutdown: the master stops its workers
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("nginx (pid %d) did not stop in %.0f s: killing it", process.pid,
-                            timeout_s)
-                process.kill()
-                process.wait(timeout_s)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)  # a worker that outlived its master
+            # SIGTERM, a fast shutdown: the master stops its workers; then SIGKILL to the
+            # group, for a worker that outlived its master.
+            processes.stop(process, timeout_s, what=f"nginx (pid {process.pid})")
             log.info("nginx stopped (pid %d)", process.pid)
         self._upstreams.stop(timeout_s)
 
