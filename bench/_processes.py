@@ -16,8 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,21 +86,6 @@ class Workspace:
         if exc_type is not None:
             self.failed = True
         self.close()
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
-             check: Callable[[], None] | None = None, interval_s: float = 0.1) -> Any:
-    """Poll ``condition`` until truthy; TimeoutError naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if check is not None:
-            check()
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def free_port() -> int:

@@ -9,8 +9,9 @@ import threading
 import time
 import urllib.request
 
-from bench._processes import PY, Workspace, base_env, free_port, wait_for
+from bench._processes import PY, Workspace, base_env, free_port
 from common import processes
+from common.waiting import eventually
 
 
 class Stack:
@@ -91,7 +92,8 @@ class Stack:
                     return match.group(1)
             return None
 
-        return str(wait_for(found, timeout_s, "the stack's broker address", check=self.check))
+        return str(eventually(found, timeout_s, "the stack's broker address", interval_s=0.1,
+                              check=self.check))
 
     def wait_display(self, timeout_s: float = 90) -> None:
         def up() -> bool:
@@ -101,7 +103,7 @@ class Stack:
             except OSError:
                 return False
 
-        wait_for(up, timeout_s, "the display server", check=self.check, interval_s=0.2)
+        eventually(up, timeout_s, "the display server", check=self.check, interval_s=0.2)
 
     def stop(self) -> None:
         """Ctrl-C, as a user stops ``make run``; the stack stops its children in order."""

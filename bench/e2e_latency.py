@@ -73,12 +73,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._engines import ENGINE_CODE, ENGINE_KINDS, PEER_SCRIPTS, code_lines, engine_argv
 from bench._listen import Listener
 from bench._loadgen import Load
-from bench._processes import ROOT, Workspace, base_env, install_signal_handlers, wait_for
+from bench._processes import ROOT, Workspace, base_env, install_signal_handlers
 from bench._report import emit, loadavg, machine, rounded, say, summary, table
 from bench._stack import Stack
 from bench._usage import MemorySampler, cpu_seconds, machine_cpu_seconds
 from common import processes
 from common.records import parse_time
+from common.waiting import eventually
 
 TAIL_S = 5.0
 STREAM = "vmstat_tumbling"
@@ -206,9 +207,10 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
 
             return check
 
-        first_at = wait_for(lambda: first(DISK), args.startup_timeout,
-                            f"the first {STREAM} update on /demo7",
-                            check=waiting("the first windowed update on /demo7"))
+        first_at = eventually(lambda: first(DISK), args.startup_timeout,
+                              f"the first {STREAM} update on /demo7",
+                              interval_s=0.1,
+                              check=waiting("the first windowed update on /demo7"))
         first_update_s = first_at - started_wall
         say(f"[{name}] first {STREAM} update on /demo7 (disk) after {first_update_s:.1f} s")
         if spark:
@@ -218,14 +220,15 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
             def all_running() -> bool:
                 return log_file.exists() and " queries running: " in log_file.read_text()
 
-            wait_for(all_running, args.startup_timeout, "every query of the stack running",
-                     check=stack.check, interval_s=0.5)
+            eventually(all_running, args.startup_timeout, "every query of the stack running",
+                       check=stack.check, interval_s=0.5)
             say(f"[{name}] every query running after {time.time() - started_wall:.1f} s")
         if spec.cassandra:
             try:
-                at = wait_for(lambda: first(CASSANDRA), args.startup_timeout,
-                              f"the first {STREAM} update on /demo8 (Cassandra)",
-                              check=waiting("Cassandra and the first update on /demo8"))
+                at = eventually(lambda: first(CASSANDRA), args.startup_timeout,
+                                f"the first {STREAM} update on /demo8 (Cassandra)",
+                                interval_s=0.1,
+                                check=waiting("Cassandra and the first update on /demo8"))
                 first_cassandra_s = at - started_wall
                 ready = stack.said(r"Cassandra: ready at \S+ after (\d+) s")
                 say(f"[{name}] first {STREAM} update on /demo8 (Cassandra) after "
@@ -277,8 +280,9 @@ def run(spec: Run, args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         last = int(window[-1] * 1000) / 1000
         measured = [d for d in spec.demos if d != CASSANDRA or first_cassandra_s is not None]
         try:
-            wait_for(lambda: all(newest_produced(listener, d) >= last for d in measured), 120,
-                     "the updates covering the last measured event", check=stack.check)
+            eventually(lambda: all(newest_produced(listener, d) >= last for d in measured), 120,
+                       "the updates covering the last measured event", interval_s=0.1,
+                       check=stack.check)
         except TimeoutError as error:  # reported as uncovered events, not a crash
             say(f"[{name}] {error}")
         time.sleep(1.0)

@@ -58,13 +58,14 @@ from confluent_kafka import KafkaException
 
 from bench._listen import Health
 from bench._loadgen import Load
-from bench._processes import Workspace, install_signal_handlers, wait_for
+from bench._processes import Workspace, install_signal_handlers
 from bench._report import emit, loadavg, machine, say, slope, table
 from bench._stack import Stack
 from bench._usage import MemorySampler, _kind
 from buffer import kafka, topics
 from common import catalogue, processes
 from common.records import parse_time
+from common.waiting import eventually
 
 MIB = 2**20
 DEMO_EVENTS = ("update", "history", "unavailable", "graph")
@@ -428,13 +429,13 @@ def main() -> int:
             say(f"broker {bootstrap}, display {stack.url}: client on {len(namespaces)} "
                 f"namespaces after {time.time() - started_wall:.1f} s")
             c = counts
-            wait_for(lambda: c.first_update("/demo7", "vmstat_tumbling"), args.startup_timeout,
-                     "the first vmstat_tumbling update", check=stack.check, interval_s=0.2)
+            eventually(lambda: c.first_update("/demo7", "vmstat_tumbling"), args.startup_timeout,
+                       "the first vmstat_tumbling update", check=stack.check, interval_s=0.2)
             first_update_s = round(time.time() - started_wall, 1)
             log_file = stack.data_dir / "logs" / "processing.log"
-            wait_for(lambda: log_file.exists() and " queries running: " in log_file.read_text(),
-                     args.startup_timeout, "every query of the stack running",
-                     check=stack.check, interval_s=0.5)
+            eventually(lambda: log_file.exists() and " queries running: " in log_file.read_text(),
+                       args.startup_timeout, "every query of the stack running",
+                       check=stack.check, interval_s=0.5)
             say(f"first vmstat_tumbling update after {first_update_s} s; every query running "
                 f"after {time.time() - started_wall:.1f} s; starting the load")
             load = Load(ws, bootstrap, args.rate, duration + 5, mode="kit", name="soak-load")

@@ -65,17 +65,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._engines import ENGINE_KINDS, PEER_SCRIPTS, engine_argv
 from bench._listen import Health
 from bench._loadgen import Load
-from bench._processes import (
-    PY,
-    Workspace,
-    base_env,
-    install_signal_handlers,
-    wait_for,
-)
+from bench._processes import PY, Workspace, base_env, install_signal_handlers
 from bench._report import emit, loadavg, machine, say, slope, table
 from bench._usage import MemorySampler, cpu_seconds
 from buffer.broker import EmbeddedBroker
 from common import processes
+from common.waiting import eventually
 
 PEERS = tuple(PEER_SCRIPTS)
 HOSTS = 24  # distinct hosts (Kafka keys) of a step, whatever the number of generators
@@ -152,14 +147,14 @@ class EngineRun:
         """
         started = time.monotonic()
         if self.engine == "spark":
-            wait_for(lambda: self.health.ready is not None, 300, "the Spark queries",
-                     check=self.check, interval_s=0.5)
+            eventually(lambda: self.health.ready is not None, 300, "the Spark queries",
+                       check=self.check, interval_s=0.5)
         base = self.processed()
         load = Load(self.ws, self.bootstrap, 1000, prime_s, mode="fast",
                     name=f"prime-{self.engine}", host_prefix="prime-")
         produced = int(load.wait(prime_s + 60)["acked"])
-        wait_for(lambda: all(self.processed()[q] - base[q] >= produced for q in self.queries),
-                 300, "the primed records to be processed", check=self.check, interval_s=0.5)
+        eventually(lambda: all(self.processed()[q] - base[q] >= produced for q in self.queries),
+                   300, "the primed records to be processed", check=self.check, interval_s=0.5)
         return time.monotonic() - started
 
     def processed(self) -> dict[str, int]:
@@ -218,8 +213,8 @@ class EngineRun:
             return stored[0] >= produced
 
         try:
-            wait_for(drained, args.drain, "the job to catch up", check=self.check,
-                     interval_s=0.5)
+            eventually(drained, args.drain, "the job to catch up", check=self.check,
+                       interval_s=0.5)
             drain_s: float | None = time.monotonic() - drain_start
         except TimeoutError:
             drain_s = None
