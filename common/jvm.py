@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,8 +24,8 @@ from typing import Any
 
 from common import processes
 
-__all__ = ["JvmError", "JvmProcess", "classpath", "free_port", "free_port_on_every",
-           "java_command", "log_tail", "port_is_taken"]
+__all__ = ["JvmError", "JvmProcess", "classpath", "ephemeral_ports", "free_port",
+           "free_port_on_every", "java_command", "log_tail", "port_is_taken"]
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,35 @@ class JvmError(RuntimeError):
     """A JVM engine cannot start; the message says why and what to do."""
 
 
+#: Lowest port :func:`free_port` picks from (below the kernel's ephemeral range).
+LOWEST_PICKED_PORT = 15_000
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux's default where
+    /proc does not say)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now. Whoever binds it next must handle losing a race."""
+    """A port free now, below the kernel's ephemeral range. Whoever binds it next must still
+    handle losing a race.
+
+    A port from ``bind(0)`` is an ephemeral one: the kernel may give it to the next outgoing
+    connection as its local port, and a server that binds it a minute later (the stack starts
+    its stages in turn) finds it taken: the stack test's ingest did, six times over, in a full
+    run. Below the range only another listener can take it.
+    """
+    low, _ = ephemeral_ports()
+    if low - 1 > LOWEST_PICKED_PORT:
+        for _ in range(100):
+            port = random.randint(LOWEST_PICKED_PORT, low - 1)
+            if not port_is_taken(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
