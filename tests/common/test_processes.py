@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -94,29 +95,28 @@ def test_stop_kills_a_child_that_ignores_sigterm_after_the_deadline(tmp_path: Pa
             proc.wait(10)
 
 
-def test_stop_leaves_nothing_of_the_childs_group(tmp_path: Path) -> None:
-    log = tmp_path / "parent.log"
-    # The child starts a helper in its group, and exits on SIGTERM without stopping it.
+def with_a_helper(log: Path) -> tuple[subprocess.Popen[Any], int]:
+    """A child that starts a helper in its group (``sleep``), then waits; and the helper's pid."""
     proc = processes.start(python("""
         import subprocess, time
         helper = subprocess.Popen(['sleep', '600'])
         print('helper', helper.pid, flush=True)
         time.sleep(600)
     """), log)
-    helper = int(logged(log, "helper ").split()[1])
+    return proc, int(logged(log, "helper ").split()[1])
+
+
+def test_stop_leaves_nothing_of_the_childs_group(tmp_path: Path) -> None:
+    log = tmp_path / "parent.log"
+    # The child starts a helper in its group, and exits on SIGTERM without stopping it.
+    proc, helper = with_a_helper(log)
     assert processes.stop(proc, 10) == -signal.SIGTERM
     eventually(lambda: gone(helper), 10, f"the helper (pid {helper}) to end")
 
 
 def test_a_signal_to_the_group_reaches_every_member(tmp_path: Path) -> None:
     log = tmp_path / "group.log"
-    proc = processes.start(python("""
-        import subprocess, time
-        helper = subprocess.Popen(['sleep', '600'])
-        print('helper', helper.pid, flush=True)
-        time.sleep(600)
-    """), log)
-    helper = int(logged(log, "helper ").split()[1])
+    proc, helper = with_a_helper(log)
     processes.send(proc, signal.SIGUSR1, group=True)  # ends both: neither handles it
     assert proc.wait(20) == -signal.SIGUSR1
     eventually(lambda: gone(helper), 10, f"the helper (pid {helper}) to end")
