@@ -79,6 +79,7 @@ from bench._stack import Stack
 from bench._usage import MemorySampler, cpu_seconds, machine_cpu_seconds
 from common import processes
 from common.records import parse_time
+from common.settings import load
 from common.waiting import eventually
 
 TAIL_S = 5.0
@@ -378,7 +379,7 @@ def analyse(spec: Run, listener: Listener, window: list[float], produced: dict[s
         "engine": spec.engine, "run": spec.name, "cassandra": "on" if spec.cassandra else "off",
         # Which engines ran as clusters (CLUSTER_ENGINES, all three unless set), and the
         # replication the stack's topics got (KAFKA_REPLICATION_FACTOR overrides the 3).
-        "cluster": (os.environ.get("CLUSTER_ENGINES", "kafka,cassandra,spark")
+        "cluster": (",".join(load().cluster_engines)
                     if args.cluster and spec.engine == "spark" else None),
         "kafka_replication_factor": os.environ.get("KAFKA_REPLICATION_FACTOR"),
         "rate": args.rate, "trigger_s": args.trigger,
