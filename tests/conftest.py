@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import uuid
@@ -18,6 +19,21 @@ from buffer.topics import Topic
 from common import settings
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Give back the root logger's handlers and level after each test. A test that runs a
+    command's main() in-process (common.cli.start -> setup_logging) leaves a handler on the
+    stderr pytest captured for that test, closed once it ends: every later log line was a
+    "--- Logging error ---" traceback (seen in test_mirror and test_contract)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -106,18 +106,19 @@ def test_values_round_trip(store: Store) -> None:
 
 def test_retention_expires_rows_written_with_a_ttl(store: Store) -> None:
     """The disk store expires by its clock (advanced here); Cassandra by the server's own
-    clock, so its rows get a TTL of one second and the test waits, with a deadline, until
-    the server has expired them."""
+    clock, so its rows get a TTL of a few seconds (long enough to read them back first on a
+    slow machine: one second was not, in CI) and the test waits, with a deadline, until the
+    server has expired them."""
     from common.waiting import eventually
 
     clock = store.clock  # type: ignore[attr-defined]
-    ttl = dt.timedelta(seconds=1) if store.kind == "cassandra" else dt.timedelta(hours=1)
+    ttl = dt.timedelta(seconds=5) if store.kind == "cassandra" else dt.timedelta(hours=1)
     store.upsert([window("s", "old", 0, n=1)], ttl=ttl)
     store.upsert([window("s", "kept", 0, n=2)])  # no ttl: kept
     assert sorted(r.key for r in store.latest("s", 10)) == ["kept", "old"]
     if store.kind == "cassandra":
-        eventually(lambda: [r.key for r in store.latest("s", 10)] == ["kept"], 15,
-                   "Cassandra to expire the row written with a 1 s TTL", interval_s=0.1)
+        eventually(lambda: [r.key for r in store.latest("s", 10)] == ["kept"], 30,
+                   "Cassandra to expire the row written with a 5 s TTL", interval_s=0.2)
         assert [r.key for r in store.latest("s", 10, key="old")] == []  # the key table too
         assert store.purge_expired() == 0  # nothing left to purge: the server did it
         return
