@@ -15,17 +15,108 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 from flask import Blueprint, Response, jsonify, request
 
 from common import catalogue
-from common.records import RecordError, parse_time
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "create_api", "openapi_document"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+
+# The API's query parameters and answers as msgspec types, the library the record types
+# already use: the query is validated by converting to WindowsQuery, and the OpenAPI
+# document's schemas are generated from these types (schemathesis checks the answers
+# against them in tests/display/test_api.py), so the document cannot drift from the code.
+
+StoreKind = Literal["disk", "cassandra"]
+UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+class WindowsQuery(msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from",
+                                                                       "end": "to"}):
+    """The query of ``GET /api/streams/<stream>/windows``."""
+
+    start: Annotated[UtcTime | None, msgspec.Meta(
+        description="earliest window start (inclusive), ISO 8601 with zone")] = None
+    end: Annotated[UtcTime | None, msgspec.Meta(
+        description="latest window start (exclusive), ISO 8601 with zone")] = None
+    key: Annotated[str | None, msgspec.Meta(description="only this key")] = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT,
+                                       description="at most this many windows")] = DEFAULT_LIMIT
+    store: Annotated[StoreKind | None, msgspec.Meta(
+        description="the store to read (default: the one the stream's demos use)")] = None
+
+
+class Error(msgspec.Struct):
+    error: str
+
+
+class Window(msgspec.Struct):
+    """One stored window (storage.base.ResultRow.to_json)."""
+
+    stream: str
+    key: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    values: dict[str, Any]
+    updated_at: dt.datetime | None = None
+
+
+class Windows(msgspec.Struct):
+    stream: str
+    store: StoreKind
+    count: int
+    windows: list[Window]
+
+
+class Demo(msgspec.Struct):
+    """A demo of the catalogue with its health (display.hub.Hub.status)."""
+
+    number: int
+    route: str
+    title: str
+    path: str
+    available: bool
+    live: bool
+    rate: float
+    last_update: float | None
+    store: StoreKind | None = None
+
+
+class Demos(msgspec.Struct):
+    time: float
+    demos: list[Demo]
+
+
+class StreamValue(msgspec.Struct):
+    name: str
+    meaning: str
+
+
+class Stream(msgspec.Struct):
+    name: str
+    job: str
+    description: str
+    key: str
+    values: list[StreamValue]
+    windowed: bool
+    stores: list[StoreKind]
+
+
+class Streams(msgspec.Struct):
+    streams: list[Stream]
+
+
+class Graph(msgspec.Struct):
+    """Vizceral's updateData() format (common.vizceral.build_graph)."""
+
+    renderer: str
+    nodes: list[dict[str, Any]]
+    connections: list[dict[str, Any]]
 
 
 class BadRequest(ValueError):
@@ -36,27 +127,18 @@ def _error(status: int, reason: str) -> tuple[Response, int]:
     return jsonify({"error": reason}), status
 
 
-def _time(name: str) -> dt.datetime | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
+def _windows_query() -> WindowsQuery:
+    """The request's query as a WindowsQuery (an empty parameter counts as absent)."""
+    given = {name: value for name, value in request.args.items() if value != ""}
     try:
-        return parse_time(raw)
-    except RecordError as e:
-        raise BadRequest(f"{name}: {e}") from None
-
-
-def _limit() -> int:
-    raw = request.args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw!r}") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise BadRequest(f"limit must be from 1 to {MAX_LIMIT}, got {value}")
-    return value
+        query = msgspec.convert(given, WindowsQuery, strict=False)
+    except msgspec.ValidationError as e:
+        raise BadRequest(str(e).replace("$.", "")) from None
+    if query.start and query.end and query.end <= query.start:
+        raise BadRequest("to must be later than from")
+    return msgspec.structs.replace(  # any zone given, UTC from here on
+        query, start=query.start and query.start.astimezone(dt.UTC),
+        end=query.end and query.end.astimezone(dt.UTC))
 
 
 def create_api(display: Any, graph: Callable[[], dict[str, Any]] | None = None) -> Blueprint:
@@ -90,18 +172,10 @@ def create_api(display: Any, graph: Callable[[], dict[str, Any]] | None = None) 
     def windows(stream: str) -> Any:
         if stream not in catalogue.STREAMS:
             return _error(404, f"unknown stream {stream!r}; GET /api/streams lists them")
-        unknown = set(request.args) - {"from", "to", "key", "limit", "store"}
-        if unknown:
-            raise BadRequest(f"unknown parameters: {', '.join(sorted(unknown))}")
-        start, end, limit = _time("from"), _time("to"), _limit()
-        if start and end and end <= start:
-            raise BadRequest("to must be later than from")
-        key = request.args.get("key") or None
+        query = _windows_query()
+        start, end, limit, key = query.start, query.end, query.limit, query.key
         kinds = catalogue.stores_for(stream) or ("disk",)
-        kind = request.args.get("store") or next(
-            (k for k in kinds if display.store_usable(k)), kinds[0])
-        if kind not in ("disk", "cassandra"):
-            raise BadRequest("store must be disk or cassandra")
+        kind: str = query.store or next((k for k in kinds if display.store_usable(k)), kinds[0])
         if not display.store_usable(kind):
             return _error(503, f"the {kind} store is not configured here")
         store = display.store(kind)
@@ -125,29 +199,37 @@ def create_api(display: Any, graph: Callable[[], dict[str, Any]] | None = None) 
     return api
 
 
-_ROW = {
-    "type": "object",
-    "required": ["stream", "key", "window_start", "window_end", "values"],
-    "properties": {
-        "stream": {"type": "string"},
-        "key": {"type": "string"},
-        "window_start": {"type": "string", "format": "date-time"},
-        "window_end": {"type": "string", "format": "date-time"},
-        "values": {"type": "object"},
-        "updated_at": {"type": ["string", "null"], "format": "date-time"},
-    },
-}
-_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+def _json(schema: type, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(name=schema.__name__)}}}}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+_REF = "#/components/schemas/{name}"
+
+
+def _parameters(query: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    """OpenAPI query parameters from a Struct's JSON Schema (a query has no null: an absent
+    parameter is the default)."""
+    (_,), components = msgspec.json.schema_components([query], ref_template=_REF)
+    out = []
+    for name, schema in components[query.__name__]["properties"].items():
+        schema = dict(schema)
+        choices = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+        if choices:
+            schema.update(choices[0] if len(choices) == 1 else {"anyOf": choices})
+        if schema.get("default", "") is None:
+            del schema["default"]
+        description = schema.pop("description", None)
+        out.append({"name": name, "in": "query", "schema": schema,
+                    **({"description": description} if description else {})})
+    return out
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of this API (checked against the app by schemathesis)."""
-    names = list(catalogue.STREAMS)
-    time_param = {"type": "string", "format": "date-time"}
+    """The OpenAPI 3.1 description of this API: the paths here, every schema generated by
+    msgspec from the types above (checked against the app by schemathesis)."""
+    _, schemas = msgspec.json.schema_components(
+        [Demos, Streams, Windows, Error, Graph], ref_template=_REF)
     return {
         "openapi": "3.1.0",
         "info": {"title": "streamkit display API", "version": "1.0.0",
@@ -155,48 +237,33 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/api/demos": {"get": {
                 "summary": "The demo catalogue with health",
-                "responses": {"200": _json({"type": "object", "required": ["demos"], "properties": {
-                    "demos": {"type": "array", "items": {"type": "object", "required": [
-                        "number", "route", "path", "available", "live"]}}}}, "the catalogue")}}},
+                "responses": {"200": _json(Demos, "the catalogue")}}},
             "/api/streams": {"get": {
                 "summary": "The result streams and the meaning of their values",
-                "responses": {"200": _json({"type": "object", "required": ["streams"]},
-                                           "the streams")}}},
+                "responses": {"200": _json(Streams, "the streams")}}},
             "/api/streams/{stream}/windows": {"get": {
                 "summary": "Stored windows of a stream, newest first",
                 "parameters": [
                     {"name": "stream", "in": "path", "required": True,
-                     "schema": {"type": "string", "enum": names}},
-                    {"name": "from", "in": "query", "schema": time_param,
-                     "description": "earliest window start (inclusive), ISO 8601 with zone"},
-                    {"name": "to", "in": "query", "schema": time_param,
-                     "description": "latest window start (exclusive), ISO 8601 with zone"},
-                    {"name": "key", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
-                                "default": DEFAULT_LIMIT}},
-                    {"name": "store", "in": "query",
-                     "schema": {"type": "string", "enum": ["disk", "cassandra"]}},
+                     "schema": {"type": "string", "enum": list(catalogue.STREAMS)}},
+                    *_parameters(WindowsQuery),
                 ],
                 "responses": {
-                    "200": _json({"type": "object", "required": ["stream", "store", "windows"],
-                                  "properties": {"stream": {"type": "string"},
-                                                 "store": {"type": "string"},
-                                                 "count": {"type": "integer"},
-                                                 "windows": {"type": "array", "items": _ROW}}},
-                                 "the windows"),
-                    "400": _json(_ERROR, "a bad parameter, with the reason"),
-                    "404": _json(_ERROR, "unknown stream"),
-                    "503": _json(_ERROR, "the stream's store is not configured"),
+                    "200": _json(Windows, "the windows"),
+                    "400": _json(Error, "a bad parameter, with the reason"),
+                    "404": _json(Error, "unknown stream"),
+                    "503": _json(Error, "the stream's store is not configured, or not open yet"),
                 }}},
             "/api/vizceral": {"get": {
                 "summary": "The current NGINX traffic graph in Vizceral's format",
                 "responses": {
-                    "200": _json({"type": "object", "required": ["renderer", "nodes", "connections"]},
-                                 "the graph (Vizceral's updateData() format)"),
-                    "404": _json(_ERROR, "no traffic graph on this server")}}},
+                    "200": _json(Graph, "the graph (Vizceral's updateData() format)"),
+                    "404": _json(Error, "no traffic graph on this server")}}},
             "/api/openapi.json": {"get": {
                 "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}},
+                "responses": {"200": {"description": "the OpenAPI document",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object"}}}}}}},
         },
+        "components": {"schemas": schemas},
     }
