@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import say  # noqa: E402 - after the path that finds it
 from buffer.broker import free_port  # noqa: E402
+from common import processes  # noqa: E402
 from common.waiting import eventually  # noqa: E402
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
@@ -55,9 +55,7 @@ def main() -> int:
                "CASSANDRA": "off"}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         log = Path(tmp) / "stack.out"
-        with log.open("wb") as sink:
-            stack = subprocess.Popen([sys.executable, "-m", "stack"], cwd=ROOT, env=env,
-                                     stdout=sink, stderr=subprocess.STDOUT)
+        stack = processes.start([sys.executable, "-m", "stack"], log, env, cwd=ROOT)
 
         def alive() -> None:
             if stack.poll() is not None:
@@ -90,11 +88,7 @@ def main() -> int:
                 finally:
                     browser.close()
         finally:
-            stack.send_signal(signal.SIGINT)
-            try:
-                stack.wait(60)
-            except subprocess.TimeoutExpired:
-                stack.kill()
+            processes.stop(stack, 60, signal.SIGINT, what="the stack")  # as Ctrl-C stops it
     return 0
 
 

@@ -36,7 +36,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from common.records import CaseReport, format_time
+from common.records import CaseReport, format_time, from_micros
 from common.settings import Settings
 from processing import reading, windowing
 from processing.context import JobContext
@@ -91,7 +91,7 @@ def latest_rows(cases: Iterable[dict[str, Any]]) -> list[ResultRow]:
     """Cases (:data:`CASE_FIELDS` and ``event_time_us``) -> rows of ``cases_latest``."""
     rows = []
     for r in cases:
-        at = windowing.from_micros(r["event_time_us"])
+        at = from_micros(r["event_time_us"])
         values = {k: r[k] for k in CASE_FIELDS}
         values["event_time"] = format_time(at)
         rows.append(ResultRow(LATEST, str(r["id"]), at, at, values))

@@ -9,7 +9,9 @@ never imports this one: it runs alone through ``processing.runner``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
+from common.settings import Settings
 from processing import (
     archive,
     case_reports,
@@ -20,8 +22,9 @@ from processing import (
 )
 from processing.context import BatchFn, StartFn
 from processing.runner import job_name, run_jobs
+from processing.windowing import WindowedStream
 
-__all__ = ["BATCH_JOBS", "STREAMING_JOBS", "main"]
+__all__ = ["BATCH_JOBS", "STREAMING_JOBS", "WINDOWED_STREAMS", "main", "windowed_stream"]
 
 #: The streaming jobs ``python -m processing`` starts, in this order (the first one's first
 #: batch runs alone: ``processing.runner.run_jobs``).
@@ -30,6 +33,20 @@ STREAMING_JOBS: tuple[StartFn, ...] = (
     archive.start)
 #: Batch jobs ``python -m processing`` runs once after the streaming queries started.
 BATCH_JOBS: tuple[BatchFn, ...] = (census_stats.run,)
+#: The windowed streams of the streaming jobs, as each job defines them (what
+#: ``processing.recompute`` recomputes from the archive, the way the live job computes them).
+WINDOWED_STREAMS: tuple[Callable[[Settings], list[WindowedStream]], ...] = (
+    vmstat_windows.windowed_streams, random_stats.windowed_streams,
+    nginx_traffic.windowed_streams, case_reports.windowed_streams)
+
+
+def windowed_stream(stream: str, settings: Settings) -> WindowedStream:
+    """The windowed stream named ``stream`` (``common.catalogue``), as its job defines it."""
+    for streams in WINDOWED_STREAMS:
+        for spec in streams(settings):
+            if spec.stream == stream:
+                return spec
+    raise KeyError(f"{stream} is not a windowed stream of a streaming job")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from common.records import AccessRecord
+from common.records import AccessRecord, from_micros
 from common.settings import Settings
 from common.vizceral import DEFAULT_HOST, INTERNET, UNKNOWN_SERVICE
 from common.vizceral import LOCAL as VIZCERAL_LOCAL
@@ -85,7 +85,7 @@ def edge_stats(records: DataFrame, window: str, watermark: str | None = None,
 def to_rows(collected: list[dict[str, Any]]) -> list[ResultRow]:
     return [
         ResultRow(STREAM, f"{r['host']}|{r['source']}|{r['target']}",
-                  windowing.from_micros(r["window_start_us"]), windowing.from_micros(r["window_end_us"]),
+                  from_micros(r["window_start_us"]), from_micros(r["window_end_us"]),
                   {c: r[c] for c in VALUE_COLUMNS})
         for r in collected
     ]

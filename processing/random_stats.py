@@ -25,7 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from common.records import RandomNumber
+from common.records import RandomNumber, from_micros
 from common.settings import Settings
 from processing import windowing
 from processing.context import JobContext
@@ -87,8 +87,8 @@ def to_rows(edges: Sequence[float]) -> RowsFn:
         for r in collected:
             values = {c: r[c] for c in VALUE_COLUMNS}
             values["histogram"] = {"edges": list(edges), "counts": list(r["histogram"])}
-            rows.append(ResultRow(STREAM, str(r["producer"]), windowing.from_micros(r["window_start_us"]),
-                                  windowing.from_micros(r["window_end_us"]), values))
+            rows.append(ResultRow(STREAM, str(r["producer"]), from_micros(r["window_start_us"]),
+                                  from_micros(r["window_end_us"]), values))
         return rows
 
     return convert

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import logging
 import sys
 from typing import Any
@@ -30,19 +29,11 @@ from pyspark.sql import functions as F
 
 from common import catalogue
 from common.records import parse_time
-from processing import reading, windowing
+from processing import jobs, reading
 from processing.context import JobContext
 from storage.base import ResultRow
 
 log = logging.getLogger(__name__)
-
-
-def windowed_spec(stream: str, ctx: JobContext) -> windowing.WindowedStream:
-    module = importlib.import_module(f"processing.{catalogue.stream(stream).job}")
-    for spec in getattr(module, "windowed_streams", lambda _s: [])(ctx.settings):
-        if spec.stream == stream:
-            return spec
-    raise KeyError(f"{stream} is not a windowed stream of a streaming job")
 
 
 def archived_records(spark: SparkSession, ctx: JobContext, role: str,
@@ -60,7 +51,7 @@ def archived_records(spark: SparkSession, ctx: JobContext, role: str,
 def recompute(spark: SparkSession, ctx: JobContext, stream: str,
               start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[ResultRow]:
     """The rows of ``stream`` recomputed from the archive, for windows starting in [start, end)."""
-    spec = windowed_spec(stream, ctx)
+    spec = jobs.windowed_stream(stream, ctx.settings)
     records = reading.valid(reading.parse_records(
         archived_records(spark, ctx, spec.topic, start, end), spec.record_type))
     rows = spec.to_rows([r.asDict(recursive=True) for r in spec.transform(records, None).collect()])

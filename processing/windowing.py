@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from common import records
 from processing.panes import StoreRange
-from processing.writer import RowsFn
+from processing.writer import TIMING, RowsFn
 from storage.base import ResultRow
 
 __all__ = ["TIMING_COLUMNS", "WindowedStream", "result_rows", "seconds", "timing_aggregates",
@@ -31,11 +31,12 @@ def timing_aggregates() -> list[Column]:
     :class:`processing.writer.ResultWriter`), so the health view can show how long each
     stage took; they are not stored as values.
     """
-    return [F.max(F.unix_micros("_produced_at")).alias("_produced_us"),
-            F.max(F.unix_micros("_kafka_time")).alias("_kafka_us")]
+    produced, broker = TIMING
+    return [F.max(F.unix_micros("_produced_at")).alias(produced),
+            F.max(F.unix_micros("_kafka_time")).alias(broker)]
 
 
-TIMING_COLUMNS = ("_produced_us", "_kafka_us")
+TIMING_COLUMNS = tuple(TIMING)
 
 
 def window_columns(window: str = "window") -> list[Column]:
@@ -45,8 +46,6 @@ def window_columns(window: str = "window") -> list[Column]:
         F.unix_micros(F.col(f"{window}.end")).alias("window_end_us"),
     ]
 
-
-from_micros = records.from_micros  # the jobs' windows arrive as microseconds (see result_rows)
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,8 @@ def result_rows(stream: str, key_column: str, value_columns: Sequence[str]) -> R
             ResultRow(
                 stream=stream,
                 key=str(row[key_column]),
-                window_start=from_micros(row["window_start_us"]),
-                window_end=from_micros(row["window_end_us"]),
+                window_start=records.from_micros(row["window_start_us"]),
+                window_end=records.from_micros(row["window_end_us"]),
                 values={c: row[c] for c in value_columns},
             )
             for row in collected

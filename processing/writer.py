@@ -26,7 +26,12 @@ from processing.mirror import Mirror
 from processing.stopping import collect
 from storage.base import ResultRow
 
-__all__ = ["ResultWriter", "RowsFn", "batch_timing"]
+__all__ = ["TIMING", "ResultWriter", "RowsFn", "batch_timing"]
+
+#: The columns every windowed transform adds (processing.windowing.timing_aggregates: the
+#: newest produce and broker time of a group, microseconds) and their names in a results
+#: message, where the display's health view reads them.
+TIMING = {"_produced_us": "produced_at", "_kafka_us": "broker_at"}
 
 #: Turns a collected batch (a list of dicts) into result rows.
 RowsFn = Callable[[list[dict[str, Any]]], list[ResultRow]]
@@ -36,7 +41,7 @@ def batch_timing(collected: list[dict[str, Any]]) -> dict[str, str]:
     """The newest produce and broker times among a batch's rows (the columns of
     :func:`processing.windowing.timing_aggregates`)."""
     out = {}
-    for column, name in (("_produced_us", "produced_at"), ("_kafka_us", "broker_at")):
+    for column, name in TIMING.items():
         values = [r[column] for r in collected if r.get(column) is not None]
         if values:
             out[name] = records.format_time(records.from_micros(max(values)))
