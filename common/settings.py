@@ -249,6 +249,11 @@ class Settings:
         "SLIDING_WINDOW_SECONDS", "60", _int_range(1, 86_400), "Sliding window length.")
     slide_seconds: int = setting(
         "SLIDE_SECONDS", "10", _int_range(1, 86_400), "Sliding window slide.")
+    spark_scheduler: str = setting(
+        "SPARK_SCHEDULER", "fair", _choice("fair", "fifo"),
+        "How the one Spark application shares its cores among its queries: fair (the "
+        "host-metrics windows' batches first, processing/fairscheduler.xml) or fifo (Spark's "
+        "default: a batch waits behind the tasks of every job submitted before it).")
     max_offsets_per_trigger: int = setting(
         "MAX_OFFSETS_PER_TRIGGER", "250000", _int_range(0, 1_000_000_000),
         "Most records a micro-batch reads (0: no limit).")

@@ -58,6 +58,8 @@ class JobContext:
     available_now: bool = False
     #: This job's trigger interval; None: TRIGGER_SECONDS.
     trigger_seconds: float | None = None
+    #: The fair scheduler pool its queries' batches run in (processing/fairscheduler.xml).
+    pool: str = queries.LIVE_POOL
     #: Topic name per role, where it differs from queue/topics.toml (tests use unique topics).
     topic_names: dict[str, str] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
@@ -154,15 +156,19 @@ class JobContext:
         ``start`` must start the same query again from its checkpoint (same name, same
         checkpoint location); a streaming DataFrame can be started more than once.
         """
-        query = start()
-        self.launchers[str(query.name)] = start
+        def in_pool() -> StreamingQuery:
+            return queries.in_pool(self.spark, self.pool, start)
+
+        query = in_pool()
+        self.launchers[str(query.name)] = in_pool  # a restart runs in the same pool
         return query
 
     def for_job(self, module: str) -> JobContext:
         """This context with the trigger interval of job ``module`` (same stores and ledger)."""
         fast = module in FAST_TRIGGER_JOBS
         return dataclasses.replace(self, trigger_seconds=None if fast else
-                                   self.settings.other_trigger_seconds)
+                                   self.settings.other_trigger_seconds,
+                                   pool=queries.LIVE_POOL if fast else queries.OTHER_POOL)
 
     def start_windowed(self, specs: list[WindowedStream]) -> list[StreamingQuery]:
         """Start one update-mode query per windowed stream and store it is written to."""

@@ -8,16 +8,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
 from common.waiting import DeadlineExceeded, eventually
 
-__all__ = ["start_query", "wait_for_first_batch", "wait_until_initialised"]
+__all__ = ["LIVE_POOL", "OTHER_POOL", "in_pool", "start_query", "wait_for_first_batch",
+           "wait_until_initialised"]
 
 log = logging.getLogger(__name__)
+
+#: The fair scheduler's pools (processing/fairscheduler.xml): the host-metrics windows' batches
+#: first, every other query's after them. Ignored under SPARK_SCHEDULER=fifo.
+LIVE_POOL, OTHER_POOL = "live", "other"
+_POOL = "spark.scheduler.pool"
+T = TypeVar("T")
+
+
+def in_pool(spark: SparkSession, pool: str, start: Callable[[], T]) -> T:
+    """``start()`` with ``pool`` as this thread's scheduler pool, restored afterwards.
+
+    A streaming query's thread copies the local properties of the thread that starts it,
+    so every job of its micro-batches (the ``foreachBatch`` included) runs in ``pool``.
+    """
+    context = spark.sparkContext
+    before = context.getLocalProperty(_POOL)
+    context.setLocalProperty(_POOL, pool)
+    try:
+        return start()
+    finally:
+        context.setLocalProperty(_POOL, before)  # type: ignore[arg-type]  # None unsets it
 
 
 def start_query(df: DataFrame, name: str, writer: Callable[[DataFrame, int], None],

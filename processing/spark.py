@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
@@ -32,6 +33,9 @@ __all__ = ["KAFKA_SCHEMA", "ConnectorMissing", "connector_jars", "jvm_class_exis
 log = logging.getLogger(__name__)
 
 _JVM_PROVIDER = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+#: The fair scheduler's pools (SPARK_SCHEDULER=fair); processing.queries.in_pool puts a
+#: query's batches in one.
+FAIR_POOLS = Path(__file__).with_name("fairscheduler.xml")
 #: Generated classes Spark keeps compiled (its default: 100). See session().
 CODEGEN_CACHE_ENTRIES = 500
 #: Checkpoint and state files through Hadoop's FileSystem API rather than its FileContext
@@ -127,6 +131,9 @@ def session(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.python.authenticate.socketTimeout", "120s")
         .config("spark.sql.warehouse.dir", str(settings.data_dir / "spark-warehouse"))
     )
+    if settings.spark_scheduler == "fair":
+        builder = (builder.config("spark.scheduler.mode", "FAIR")
+                   .config("spark.scheduler.allocation.file", str(FAIR_POOLS)))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if settings.log_level != "debug" else "INFO")
     manager = next((name for name in _FILESYSTEM_CHECKPOINTS if jvm_class_exists(spark, name)), None)
