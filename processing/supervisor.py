@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from pyspark.sql.streaming import StreamingQuery
 
+from common.backoff import delay
 from common.waiting import DeadlineExceeded, eventually
 
 __all__ = ["LaunchFn", "QuerySupervisor"]
@@ -111,7 +112,7 @@ class QuerySupervisor:
             history = self._transient_restarts if transient else self.restarts
             recent = [t for t in history.get(name, []) if now - t < self._window_s]
             history[name] = recent
-            backoff = min(self._max_backoff_s, 2.0 ** min(len(recent), 10))
+            backoff = delay(len(recent), cap_s=self._max_backoff_s)
             if transient:
                 self.transient[name] += 1
                 why = ("its store cannot be reached" if any(t in error for t in OUTAGE_FAILURES)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import processes
+from common import backoff, processes
 
 __all__ = ["Child", "GaveUp", "RestartPolicy", "Supervisor"]
 
@@ -113,10 +113,11 @@ class RestartPolicy:
 
     max_restarts: int = 5
     window_s: float = 300.0
-    backoff_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+    first_backoff_s: float = 1.0  # then doubling, up to max_backoff_s
+    max_backoff_s: float = 30.0
 
     def delay(self, recent_restarts: int) -> float:
-        return self.backoff_s[min(recent_restarts, len(self.backoff_s) - 1)]
+        return backoff.delay(recent_restarts, self.first_backoff_s, cap_s=self.max_backoff_s)
 
 
 class GaveUp(RuntimeError):

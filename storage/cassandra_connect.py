@@ -41,11 +41,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from common import backoff
 from storage.base import StoreError, StoreUnavailable
 
 __all__ = [
     "Connector",
-    "backoff_delays",
     "failure",
     "is_loopback",
     "is_unavailable",
@@ -53,14 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def backoff_delays(first_s: float = 0.2, factor: float = 2.0, cap_s: float = 5.0) -> Iterator[float]:
-    """Pauses between connection attempts: 0.2, 0.4, 0.8, ... seconds, at most ``cap_s``."""
-    delay = first_s
-    while True:
-        yield delay
-        delay = min(cap_s, delay * factor)
 
 
 def is_loopback(host: str) -> bool:
@@ -255,7 +247,7 @@ class Connector:
         """
         started = self.monotonic()
         deadline = started + max(0.0, timeout_s)
-        delays = backoff_delays()
+        delays = backoff.delays(first_s=0.2, cap_s=5.0)  # between connection attempts
         attempt = 0
         with _retrying_quietly():
             while True:

@@ -71,7 +71,7 @@ def _poll_until(supervisor: Any, wanted: Callable[[list[str]], bool], timeout_s:
 def test_a_killed_child_is_started_again(tmp_path: Path) -> None:
     from stack.supervisor import Child, RestartPolicy, Supervisor
 
-    supervisor = Supervisor(grace_s=5, policy=RestartPolicy(backoff_s=(0.0,)))
+    supervisor = Supervisor(grace_s=5, policy=RestartPolicy(first_backoff_s=0.0))
     child = supervisor.start(Child("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"],
                                    tmp_path / "sleeper.log", {}))
     try:
@@ -92,7 +92,7 @@ def test_a_child_that_keeps_failing_makes_the_supervisor_give_up(tmp_path: Path)
     from stack.supervisor import Child, GaveUp, RestartPolicy, Supervisor
 
     supervisor = Supervisor(grace_s=5, policy=RestartPolicy(max_restarts=2, window_s=60,
-                                                            backoff_s=(0.0,)))
+                                                            first_backoff_s=0.0))
     child = supervisor.start(Child("crasher", [sys.executable, "-c", "print('boom'); exit(3)"],
                                    tmp_path / "crasher.log", {}))
     try:
@@ -108,7 +108,7 @@ def test_a_child_that_keeps_failing_makes_the_supervisor_give_up(tmp_path: Path)
 def test_restarts_back_off_and_old_ones_age_out_of_the_window() -> None:
     from stack.supervisor import RestartPolicy
 
-    policy = RestartPolicy(backoff_s=(1.0, 2.0, 4.0))
+    policy = RestartPolicy(first_backoff_s=1.0, max_backoff_s=4.0)
     assert [policy.delay(n) for n in range(5)] == [1.0, 2.0, 4.0, 4.0, 4.0]
 
 

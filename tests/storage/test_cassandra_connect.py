@@ -19,7 +19,7 @@ import pytest
 
 from storage.base import Store, StoreError
 from storage.cassandra import CassandraStore
-from storage.cassandra_connect import backoff_delays, is_unavailable, tls_context
+from storage.cassandra_connect import is_unavailable, tls_context
 from tests.storage.support import PASSWORD, RecordingStore, all_log_text, store_at
 
 
@@ -55,11 +55,6 @@ def test_without_credentials_no_auth_provider_is_sent() -> None:
         assert cluster.auth_provider is None
     finally:
         cluster.shutdown()
-
-
-def test_backoff_doubles_up_to_a_cap() -> None:
-    delays = backoff_delays(first_s=0.2, factor=2.0, cap_s=1.0)
-    assert [next(delays) for _ in range(6)] == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
 
 
 # -- a real failed connection --------------------------------------------------------------
