@@ -29,8 +29,8 @@ MAX_LIMIT = 1000
 
 # The API's query parameters and answers as msgspec types, the library the record types
 # already use: the query is validated by converting to WindowsQuery, and the OpenAPI
-# document's schemas are generated from these types (schemathesis checks the answers
-# against them in tests/display/test_api.py), so the document cannot drift from the code.
+# document's schemas are generated from these types. The answers themselves are still built
+# as dicts (jsonify); tests/display/test_api.py (schemathesis) checks them against the types.
 
 StoreKind = Literal["disk", "cassandra"]
 UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
@@ -199,12 +199,12 @@ def create_api(display: Any, graph: Callable[[], dict[str, Any]] | None = None) 
     return api
 
 
+_REF = "#/components/schemas/{name}"
+
+
 def _json(schema: type, description: str) -> dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": _REF.format(name=schema.__name__)}}}}
-
-
-_REF = "#/components/schemas/{name}"
 
 
 def _parameters(query: type[msgspec.Struct]) -> list[dict[str, Any]]:
