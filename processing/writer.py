@@ -1,9 +1,10 @@
 """The result writer: the ``foreachBatch`` function of every query that writes result rows.
 
 :class:`ResultWriter` upserts a batch's changed rows into the store (idempotent: a
-replayed batch overwrites) and its mirrors (``processing.mirror``), then pushes them
-to the ``results`` topic for the display server. Any error fails the batch, and
-Spark retries it from the checkpoint.
+replayed batch overwrites) and, at the same time, into its mirrors
+(``processing.mirror``), and pushes the rows of each store to the ``results`` topic for
+the display server as soon as that store has them. Any error fails the batch, and Spark
+retries it from the checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +28,12 @@ from processing.mirror import Mirror
 from processing.stopping import collect
 from storage.base import ResultRow
 
-__all__ = ["TIMING", "ResultWriter", "RowsFn", "batch_timing"]
+__all__ = ["SLOW_COPY_S", "TIMING", "ResultWriter", "RowsFn", "batch_timing"]
+
+log = logging.getLogger(__name__)
+
+#: A batch that waits longer than this for its copies (after its own store's write) says so.
+SLOW_COPY_S = 1.0
 
 #: The columns every windowed transform adds (processing.windowing.timing_aggregates: the
 #: newest produce and broker time of a group, microseconds) and their names in a results
@@ -106,7 +113,8 @@ class ResultWriter:
 
     def write(self, rows: Sequence[ResultRow], batch_id: int, started: float | None = None,
               timing: dict[str, str] | None = None) -> None:
-        """Upsert ``rows`` in one store write, then push one message per stream.
+        """Upsert ``rows`` in one store write (the mirrors copy them meanwhile), then push
+        one message per stream and store, the store's first, each mirror's once it has them.
 
         ``timing`` (newest produce and broker times of the batch's input) is added to
         the messages with the batch's start and write times, for the health view.
@@ -123,16 +131,31 @@ class ResultWriter:
                 functools.partial(self.ledger.record, mirror.kind))) for mirror in self.mirrors]
             try:
                 store.upsert(rows, ttl=self.ttl)
-            finally:
-                done = [(mirror, copy.result()) for mirror, copy in copies]
+            except BaseException:
+                concurrent.futures.wait([copy for _, copy in copies])  # none outlives the batch
+                raise
             self.rows_written += len(rows)
             self.ledger.record(store.kind, rows)
+            # The primary's rows go out before the copies are waited for: a slow copy (a
+            # Cassandra node that died with requests in flight) never delays the disk demos'
+            # update. The batch still ends only when every copy has (or fell behind), so a
+            # copy that fails for good fails the batch, and its replay overwrites the rows.
             self._push(rows, store.kind, batch_id, started, timing)
-            for mirror, copied in done:
-                if copied:
+            self._flush()
+            waited = time.monotonic()
+            for mirror, copy in copies:
+                if copy.result():
                     self._push(rows, mirror.kind, batch_id, started, timing)
-            if self._publisher is not None:
-                self._publisher.flush()
+            self._flush()
+            held = time.monotonic() - waited
+            if held > SLOW_COPY_S:
+                log.warning("batch %d of %s waited %.1f s for its copies after the %s write "
+                            "(a slow or failing %s)", batch_id, self.query or self.stream, held,
+                            store.kind, "/".join(m.kind for m in self.mirrors))
+
+    def _flush(self) -> None:
+        if self._publisher is not None:
+            self._publisher.flush()
 
     def _copier(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._copies is None:
