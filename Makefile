@@ -66,7 +66,7 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	touch $(STAMP)
 
 # The peers the benchmarks compare with (Quix Streams, Pathway; bench/peers/): their own
-# environment, as they pin confluent-kafka and pyarrow below the kit's; a .pth file lets
+# environment, as they pin confluent-kafka below the kit's; a .pth file lets
 # it import the kit's other packages from $(VENV), after its own. For `make bench` only.
 $(PEERS_STAMP): bench/peers/requirements.lock $(STAMP)
 	@echo "==> setting up $(PEERS_VENV) (Quix Streams and Pathway, for the benchmarks; about 1.6 GB)"

@@ -120,7 +120,6 @@ def session(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.streaming.metricsEnabled", "true")
         .config("spark.sql.adaptive.enabled", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "true")
         .config("spark.python.worker.reuse", "true")
         # Spark keeps 100 generated classes; the kit's queries use more (about 150 at
