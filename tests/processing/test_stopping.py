@@ -33,7 +33,9 @@ class SlowWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        @F.udf("long")
+        # useArrow=False: pyspark 4.2 would try Arrow (spark.sql.execution.pythonUDF.arrow
+        # .enabled) and warn that the kit has neither pyarrow nor pandas.
+        @F.udf("long", useArrow=False)
         def slow(value):  # type: ignore[no-untyped-def]  # no hints: pyspark reads them as a pandas UDF
             import time
 
