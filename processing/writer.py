@@ -136,18 +136,19 @@ class ResultWriter:
                 raise
             self.rows_written += len(rows)
             self.ledger.record(store.kind, rows)
-            # The primary's rows go out before the copies are waited for: a slow copy (a
-            # Cassandra node that died with requests in flight) never delays the disk demos'
+            # The primary's rows go out before the copies are waited for: a slow copy (a busy
+            # Cassandra, a request waiting for its timeout) never delays the disk demos'
             # update. The batch still ends only when every copy has (or fell behind), so a
             # copy that fails for good fails the batch, and its replay overwrites the rows.
             self._push(rows, store.kind, batch_id, started, timing)
             self._flush()
             waited = time.monotonic()
-            for mirror, copy in copies:
-                if copy.result():
+            copied = [(mirror, copy.result()) for mirror, copy in copies]
+            held = time.monotonic() - waited
+            for mirror, ok in copied:
+                if ok:
                     self._push(rows, mirror.kind, batch_id, started, timing)
             self._flush()
-            held = time.monotonic() - waited
             if held > SLOW_COPY_S:
                 log.warning("batch %d of %s waited %.1f s for its copies after the %s write "
                             "(a slow or failing %s)", batch_id, self.query or self.stream, held,
