@@ -1,7 +1,9 @@
 """Exponential backoff with a cap: the one rule every retry and restart of the kit waits by.
 
 The stack's supervisor restarting a process (1, 2, 4 ... 30 s), the query supervisor
-restarting a query (the same), the Cassandra store reconnecting (0.2, 0.4 ... 5 s).
+restarting a query and the Cassandra copy retrying (the same), the Cassandra store
+reconnecting (0.2, 0.4 ... 5 s), the display opening a store (1 ... 15 s), the census batch
+job waiting for its store (2, 4 ... 30 s).
 """
 
 from __future__ import annotations

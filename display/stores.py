@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from common import backoff
+
 if TYPE_CHECKING:
     from common.settings import Settings
 
@@ -133,7 +135,7 @@ class StoreOpener:
                     del self._attempts[kind]
                     break
                 state.error = error
-                pause = min(MAX_PAUSE_S, 2.0 ** min(state.attempts - 1, 10))
+                pause = backoff.delay(state.attempts - 1, cap_s=MAX_PAUSE_S)
             if store is not None:  # opened while the display was closing
                 store.close()
                 return

@@ -32,6 +32,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from common import backoff
 from processing.context import JobContext
 from processing.runner import run_batch_job
 from storage.base import ResultRow
@@ -137,18 +138,18 @@ def write_when_reachable(write: Callable[[], None], store: str, patience_s: floa
     from storage.base import StoreUnavailable
 
     deadline = time.monotonic() + patience_s
-    pause = 2.0
+    pauses = backoff.delays(first_s=2.0)
     while True:
         try:
             write()
             return
         except StoreUnavailable as e:
+            pause = next(pauses)
             if time.monotonic() + pause > deadline:
                 raise
             log.warning("census: the %s store is not reachable (%s); trying again in %.0f s",
                         store, e, pause)
             sleep(pause)
-            pause = min(30.0, pause * 2)
 
 
 if __name__ == "__main__":

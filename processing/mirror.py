@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from common import backoff
 from storage.base import ResultRow, StoreUnavailable
 
 __all__ = ["Mirror"]
@@ -110,7 +111,7 @@ class Mirror:
     def _failed(self, marked: dict[str, Any], error: Exception) -> None:
         """An attempt failed: the next one after 1, 2, 4 ... 30 s."""
         self._failures += 1
-        pause = min(30.0, 2.0 ** min(self._failures - 1, 10))
+        pause = backoff.delay(self._failures - 1)
         self._next_try = self._clock() + pause
         log.warning("the %s copy of %s is behind since %s (%s); the disk demos carry on; "
                     "next try in %.0f s", self.kind, ", ".join(marked["streams"]),
@@ -171,7 +172,7 @@ class Mirror:
             store = self._open_store()
         except StoreUnavailable as e:
             self._open_failures += 1
-            pause = min(30.0, 2.0 ** min(self._open_failures - 1, 10))
+            pause = backoff.delay(self._open_failures - 1)
             self._next_open = self._clock() + pause
             log.info("the %s copy waits for %s (%s); next try in %.0f s", self.kind, self.kind,
                      e, pause)
